@@ -1,0 +1,22 @@
+"""The errors deepgrade raises for bad input: each names the file and what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DeepgradeError(Exception):
+    """Base of every error the CLI reports as a one-line message instead of a traceback."""
+
+
+class InputError(DeepgradeError):
+    """A file given to deepgrade is missing or malformed."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class SandboxUnavailable(DeepgradeError):
+    """bubblewrap is missing or not permitted here, and --unsafe was not given."""

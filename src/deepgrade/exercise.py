@@ -1,0 +1,148 @@
+"""Exercise specs: `autograder/<exercise>/spec.toml` read into frozen dataclasses.
+
+A spec says which notebook is graded, which data sets it reads, which artifacts its locked cells
+must save, the grade-time cells that call student functions on hidden inputs, and per profile
+(smoke, full) the notebook parameters, time, memory and artifact limits and accuracy
+thresholds. Points live beside the checks (pytest markers), so they cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from deepgrade.errors import InputError
+
+PROFILES = ("smoke", "full")
+DATA_VARIANTS = ("synth", "real")
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """How one profile runs: parameters injected into the notebook, limits and thresholds."""
+
+    name: str
+    parameters: Mapping[str, Any]  # injected into the notebook's `parameters` cell
+    data: str  # "synth" (look-alikes made here) or "real" (imported into the cache)
+    cell_timeout_s: int
+    notebook_timeout_s: int
+    memory_mb: int
+    artifact_cap_mb: int
+    thresholds: Mapping[str, float]
+    gpus: float = 0.0  # fraction of a GPU a worker needs (0: CPU is fine)
+
+
+@dataclass(frozen=True)
+class ExerciseSpec:
+    """One exercise: what to run, what it must produce, how each profile grades it."""
+
+    name: str
+    title: str
+    directory: Path  # autograder/<name>/: spec.toml, the hidden checks, grade-time cells
+    notebook: str  # file name of the notebook in source/, release/ and solutions/
+    datasets: tuple[str, ...]
+    artifacts: tuple[str, ...]  # files the locked cells must save into ARTIFACT_DIR
+    gradetime_cells: Path | None  # `# %%`-separated cells appended at grading time
+    profiles: Mapping[str, ProfileSpec]
+    # Values the student never sees (n-values, label arrays...): used by the grade-time cells
+    # (rendered into the grader's copy only) and by the hidden checks.
+    hidden: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def profile(self, name: str) -> ProfileSpec:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles))
+            raise InputError(
+                self.directory / "spec.toml", f"no profile {name!r} (known: {known})"
+            ) from None
+
+
+def _require(table: Mapping[str, Any], key: str, kind: type, path: Path, where: str) -> Any:
+    if key not in table:
+        raise InputError(path, f"{where}: missing key {key!r}")
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(path, f"{where}: {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
+    where = f"[profiles.{name}]"
+    data = _require(table, "data", str, path, where)
+    if data not in DATA_VARIANTS:
+        raise InputError(path, f"{where}: data must be one of {DATA_VARIANTS}, got {data!r}")
+    thresholds = table.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in thresholds.values()
+    ):
+        raise InputError(path, f"{where}: thresholds must be a table of numbers")
+    parameters = table.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InputError(path, f"{where}: parameters must be a table")
+    limits = {
+        key: _require(table, key, int, path, where)
+        for key in ("cell_timeout_s", "notebook_timeout_s", "memory_mb", "artifact_cap_mb")
+    }
+    for key, value in limits.items():
+        if value <= 0:
+            raise InputError(path, f"{where}: {key} must be positive, got {value}")
+    gpus = float(table.get("gpus", 0.0))
+    return ProfileSpec(
+        name=name,
+        parameters=MappingProxyType(dict(parameters)),
+        data=data,
+        thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
+        gpus=gpus,
+        **limits,
+    )
+
+
+def load_spec(directory: Path) -> ExerciseSpec:
+    """Read and validate `directory/spec.toml`; every error names the file and the key."""
+    path = directory / "spec.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "no such exercise spec") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(path, f"not valid TOML: {exc}") from None
+    name = _require(raw, "name", str, path, "top level")
+    if name != directory.name:
+        raise InputError(path, f"name {name!r} differs from the folder name {directory.name!r}")
+    profiles_raw = _require(raw, "profiles", dict, path, "top level")
+    unknown = set(profiles_raw) - set(PROFILES)
+    if unknown:
+        raise InputError(path, f"unknown profiles {sorted(unknown)}; known: {list(PROFILES)}")
+    gradetime = raw.get("gradetime_cells")
+    gradetime_path = directory / gradetime if gradetime else None
+    if gradetime_path is not None and not gradetime_path.is_file():
+        raise InputError(path, f"gradetime_cells file {gradetime!r} does not exist")
+    return ExerciseSpec(
+        name=name,
+        title=_require(raw, "title", str, path, "top level"),
+        directory=directory,
+        notebook=_require(raw, "notebook", str, path, "top level"),
+        datasets=tuple(_require(raw, "datasets", list, path, "top level")),
+        artifacts=tuple(_require(raw, "artifacts", list, path, "top level")),
+        gradetime_cells=gradetime_path,
+        hidden=MappingProxyType(dict(raw.get("hidden", {}))),
+        profiles=MappingProxyType(
+            {pname: _profile(pname, table, path) for pname, table in profiles_raw.items()}
+        ),
+    )
+
+
+def load_exercise(autograder_dir: Path, name: str) -> ExerciseSpec:
+    """The spec of exercise `name`, with a clear error listing the known ones."""
+    directory = autograder_dir / name
+    if not (directory / "spec.toml").is_file():
+        known = sorted(p.parent.name for p in autograder_dir.glob("*/spec.toml"))
+        raise InputError(directory, f"no exercise {name!r} here (known: {', '.join(known)})")
+    return load_spec(directory)

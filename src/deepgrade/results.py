@@ -1,0 +1,115 @@
+"""Typed values that cross stage boundaries: execution, checks, one graded submission.
+
+Each stage hands the next a frozen dataclass, never a loose dict, and each one serialises to
+JSON so the gradebook and the Gradescope export store exactly what the stages produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Verdict(enum.StrEnum):
+    """How a submission's run ended; points are separate (a cell error can still earn points)."""
+
+    GRADED = "graded"
+    CELL_ERROR = "cell_error"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"
+    KERNEL_DIED = "kernel_died"
+    TAMPERED = "tampered"
+    MISSING_ARTIFACT = "missing_artifact"
+    INVALID_NOTEBOOK = "invalid_notebook"
+    REFUSED = "refused"  # no sandbox and no --unsafe: the submission was not run
+    GRADER_ERROR = "grader_error"
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What stage 1 (running the submission in the sandbox) produced."""
+
+    verdict: Verdict
+    detail: str  # one line a student can read, e.g. "cell 7 raised ValueError: ..."
+    artifacts_dir: Path
+    executed_notebook: Path | None
+    seconds: float
+    failed_cell: int | None = None  # 1-based index among the notebook's code cells
+    limits: tuple[str, ...] = ()  # the limits that were in force, e.g. ("memory 4096 MiB",)
+    sandboxed: bool = True
+    log_tail: str = ""  # last lines of the run's stderr, for the instructor only
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One hidden check: its points and a message a student can act on."""
+
+    check_id: str  # stable id, e.g. "test_architecture::test_total_params"
+    title: str  # first line of the check's docstring
+    points: float
+    max_points: float
+    passed: bool
+    message: str = ""  # empty when passed; never the check's code or hidden values
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What stage 2 (the hidden pytest checks in a fresh process) produced."""
+
+    checks: tuple[CheckResult, ...]
+    seconds: float
+    error: str | None = None  # set when the checks themselves could not run
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    """One submission graded end to end: what goes into the gradebook."""
+
+    student: str
+    exercise: str
+    profile: str
+    content_hash: str
+    verdict: Verdict
+    detail: str
+    checks: tuple[CheckResult, ...]
+    stage1_seconds: float
+    stage2_seconds: float
+    unsafe: bool = False  # graded without the sandbox (trusted solution regression only)
+    limits: tuple[str, ...] = ()
+    source_path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["verdict"] = str(self.verdict)
+        data["points"] = self.points
+        data["max_points"] = self.max_points
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        kwargs["verdict"] = Verdict(kwargs["verdict"])
+        kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
+        kwargs["limits"] = tuple(kwargs.get("limits", ()))
+        return cls(**kwargs)
