@@ -1,0 +1,167 @@
+"""The batch commands shared by `grade`, `check-solutions` and `demo`: set up, grade, show.
+
+Setting up a batch resolves everything once (the spec, the profile's data files in the cache,
+the grader's copy of the released notebook), checks the sandbox is usable, then hands the
+submissions to the runner with a progress bar and prints the class table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deepgrade import datasets
+from deepgrade.exercise import ExerciseSpec, load_exercise
+from deepgrade.grade import GradeSettings
+from deepgrade.gradebook import Gradebook
+from deepgrade.project import Project, cache_dir
+from deepgrade.report import print_results
+from deepgrade.results import SubmissionResult, Verdict
+from deepgrade.runner import BatchEvent, grade_batch
+from deepgrade.submissions import Submission, discover
+
+EXIT_OK, EXIT_GRADER_FAILED = 0, 1
+
+
+def default_gradebook(project: Project) -> Path:
+    return project.root / ".deepgrade" / "gradebook.db"
+
+
+def data_files(spec: ExerciseSpec, profile: str) -> tuple[Path, ...]:
+    """The profile's data files: synthetic ones are made on first use, real ones imported."""
+    variant = spec.profile(profile).data
+    files: list[Path] = []
+    for name in spec.datasets:
+        directory = datasets.ensure(name, variant, cache_dir())
+        files.extend(directory / filename for filename in datasets.FILES[name])
+    return tuple(files)
+
+
+def batch_settings(
+    project: Project, exercise: str, profile: str, workdir: Path, unsafe: bool
+) -> GradeSettings:
+    spec = load_exercise(project.autograder, exercise)
+    spec.profile(profile)  # a clear error for an unknown profile, before any work
+    return GradeSettings(
+        spec=spec,
+        profile=profile,
+        release_notebook=project.release / spec.name / spec.notebook,
+        data_files=data_files(spec, profile),
+        workdir=workdir,
+        unsafe=unsafe,
+    )
+
+
+def run_with_progress(
+    submissions: Sequence[Submission],
+    settings: GradeSettings,
+    gradebook: Gradebook,
+    *,
+    workers: int,
+    gpus: Sequence[str] = (),
+    force: bool = False,
+    console: Console,
+) -> list[SubmissionResult]:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[last]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(f"grading {settings.spec.name}", total=len(submissions), last="")
+
+        def on_event(event: BatchEvent) -> None:
+            last = (
+                f"{event.submission.student}: already graded"
+                if event.result is None
+                else f"{event.submission.student}: {event.result.points:g}/"
+                f"{event.result.max_points:g} {event.result.verdict}"
+            )
+            progress.update(task, completed=event.done, last=last)
+
+        return grade_batch(
+            submissions,
+            settings,
+            gradebook,
+            workers=workers,
+            gpus=gpus,
+            force=force,
+            on_event=on_event,
+        )
+
+
+def grade_folder(
+    project: Project,
+    folder: Path,
+    *,
+    exercise: str,
+    profile: str,
+    workers: int,
+    gpus: Sequence[str],
+    gradebook_path: Path | None,
+    unsafe: bool,
+    force: bool,
+    as_json: bool,
+) -> int:
+    console = Console(stderr=as_json)
+    settings = batch_settings(
+        project, exercise, profile, project.root / ".deepgrade" / "runs", unsafe
+    )
+    found = discover(folder, settings.spec.notebook)
+    for problem in found.problems:
+        console.print(f"[yellow]skipped: {problem}[/]")
+    with Gradebook(gradebook_path or default_gradebook(project)) as book:
+        results = run_with_progress(
+            found.submissions,
+            settings,
+            book,
+            workers=workers,
+            gpus=gpus,
+            force=force,
+            console=console,
+        )
+    if as_json:
+        for result in results:
+            sys.stdout.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
+    else:
+        print_results(results, f"{exercise} ({profile})", console)
+    failed = [r for r in results if r.verdict is Verdict.GRADER_ERROR]
+    return EXIT_GRADER_FAILED if failed else EXIT_OK
+
+
+def check_solutions(
+    project: Project,
+    *,
+    exercises: Sequence[str] | None,
+    profile: str,
+    workers: int,
+    unsafe: bool,
+    gradebook_path: Path | None = None,
+) -> int:
+    """Grade every reference solution through the same grader; all must score full marks."""
+    console = Console()
+    short = []
+    for name in exercises or project.exercise_names():
+        work = project.root / ".deepgrade" / "solutions" / name
+        settings = batch_settings(project, name, profile, work / "runs", unsafe)
+        solution = Submission(
+            "reference-solution", project.solutions / name / settings.spec.notebook
+        )
+        with Gradebook(gradebook_path or work / "gradebook.db") as book:
+            results = run_with_progress(
+                [solution], settings, book, workers=workers, force=True, console=console
+            )
+        print_results(results, f"{name} reference solution ({profile})", console)
+        result = results[0]
+        if result.verdict is not Verdict.GRADED or result.points < result.max_points:
+            short.append(f"{name}: {result.points:g}/{result.max_points:g} {result.verdict}")
+    for line in short:
+        console.print(f"[bold red]not full marks: {line}[/]")
+    return EXIT_GRADER_FAILED if short else EXIT_OK

@@ -1,0 +1,215 @@
+"""The `deepgrade` command: a thin layer of argparse over the library's modules.
+
+Exit codes scripts can trust: 0 when the command did its job (a student failing is still a
+job done), 1 when the grader itself failed (a grader error on some submission, stale release
+files, a reference solution short of full marks), 2 for bad input or usage, each with a one-line
+message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deepgrade import __version__
+from deepgrade.errors import DeepgradeError
+
+EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _project(args: argparse.Namespace) -> object:
+    from deepgrade.project import Project
+
+    return Project(Path(args.root).resolve()) if args.root else Project.find()
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from deepgrade import datasets
+    from deepgrade.project import cache_dir
+
+    if args.datasets_command == "synth":
+        sizes = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v}
+        out = Path(args.out) if args.out else cache_dir() / args.name / "synth-custom"
+        path = datasets.synth(args.name, out, seed=args.seed, **sizes)
+        print(f"wrote synthetic {args.name} to {path}")
+    else:
+        path = datasets.import_dataset(args.name, Path(args.path), cache_dir())
+        print(f"verified and imported {args.name} into {path}")
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from deepgrade.release import check_release, release_exercise
+
+    project = _project(args)
+    if args.check:
+        stale = check_release(project)  # type: ignore[arg-type]
+        for path in stale:
+            print(f"out of date: {path}", file=sys.stderr)
+        if stale:
+            print("run `deepgrade release` and commit the result", file=sys.stderr)
+            return EXIT_GRADER_FAILED
+        print("release/ and solutions/ are up to date")
+        return EXIT_OK
+    names = args.exercises or project.exercise_names()  # type: ignore[attr-defined]
+    for name in names:
+        for path in release_exercise(project, name):  # type: ignore[arg-type]
+            print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from deepgrade.validate import validate_submission
+
+    problems = validate_submission(_project(args), Path(args.notebook), args.exercise)  # type: ignore[arg-type]
+    for problem in problems:
+        print(f"{args.notebook}: {problem}")
+    if not problems:
+        print(f"{args.notebook}: ready to submit (locked cells intact, every answer filled in)")
+    return EXIT_GRADER_FAILED if problems else EXIT_OK
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from deepgrade.batch import grade_folder
+
+    return grade_folder(
+        _project(args),  # type: ignore[arg-type]
+        Path(args.submissions),
+        exercise=args.exercise,
+        profile=args.profile,
+        workers=args.workers,
+        gpus=tuple(g for g in (args.gpus or "").split(",") if g),
+        gradebook_path=Path(args.gradebook) if args.gradebook else None,
+        unsafe=args.unsafe,
+        force=args.force,
+        as_json=args.json,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepgrade.batch import default_gradebook
+    from deepgrade.export import EXPORTERS
+    from deepgrade.gradebook import Gradebook
+
+    project = _project(args)
+    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
+    with Gradebook(path) as book:
+        results = book.latest(args.exercise, args.profile)
+    default_out = "grades.csv" if args.format == "csv" else "gradescope"
+    written = EXPORTERS[args.format](results, Path(args.out or default_out))
+    print(
+        f"exported {len(results)} results to {len(written)} file(s) under {args.out or default_out}"
+    )
+    return EXIT_OK
+
+
+def cmd_check_solutions(args: argparse.Namespace) -> int:
+    from deepgrade.batch import check_solutions
+
+    return check_solutions(
+        _project(args),  # type: ignore[arg-type]
+        exercises=args.exercise,
+        profile=args.profile,
+        workers=args.workers,
+        unsafe=args.unsafe,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deepgrade.demo import run_demo
+
+    return run_demo(
+        _project(args),  # type: ignore[arg-type]
+        workdir=Path(args.workdir) if args.workdir else None,
+        workers=args.workers,
+        unsafe=args.unsafe,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepgrade",
+        description="Release, run and grade the course's Keras exercises in a sandbox.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepgrade {__version__}")
+    parser.add_argument("--root", help="the course repository (default: found from the cwd)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("datasets", help="make synthetic look-alikes or import real data")
+    data_sub = data.add_subparsers(dest="datasets_command", required=True)
+    synth = data_sub.add_parser("synth", help="write a learnable synthetic look-alike")
+    synth.add_argument("name", help="data set name, e.g. signs")
+    synth.add_argument("--out", help="folder to write (default: the cache)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, help="training images (default: the real size)")
+    synth.add_argument("--n-test", type=int, help="test images (default: the real size)")
+    imp = data_sub.add_parser("import", help="verify real files and copy them into the cache")
+    imp.add_argument("name")
+    imp.add_argument("path", help="the folder (or one file) holding the real files")
+    data.set_defaults(func=cmd_datasets)
+
+    rel = sub.add_parser("release", help="generate release/ and solutions/ from source/")
+    rel.add_argument("exercises", nargs="*", help="exercises (default: all)")
+    rel.add_argument("--check", action="store_true", help="only report stale generated files")
+    rel.set_defaults(func=cmd_release)
+
+    val = sub.add_parser("validate", help="student self-check before submitting a notebook")
+    val.add_argument("notebook")
+    val.add_argument("--exercise", help="default: read from the notebook's metadata")
+    val.set_defaults(func=cmd_validate)
+
+    grade = sub.add_parser("grade", help="grade a folder of submissions")
+    grade.add_argument("submissions", help="folder: <student>.ipynb or <student>/<nb>.ipynb")
+    grade.add_argument("--exercise", required=True)
+    grade.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    grade.add_argument("--workers", type=int, default=1, help="submissions graded at once")
+    grade.add_argument("--gpus", help="comma-separated GPU ids shared out to workers")
+    grade.add_argument("--gradebook", help="SQLite file (default: .deepgrade/gradebook.db)")
+    grade.add_argument("--force", action="store_true", help="re-grade already graded content")
+    grade.add_argument("--unsafe", action="store_true", help="no sandbox: trusted code only")
+    grade.add_argument("--json", action="store_true", help="print results as JSON lines")
+    grade.set_defaults(func=cmd_grade)
+
+    exp = sub.add_parser("export", help="export the gradebook")
+    exp.add_argument("--format", required=True, choices=("csv", "gradescope"))
+    exp.add_argument("--out", help="file (csv) or folder (gradescope)")
+    exp.add_argument("--exercise")
+    exp.add_argument("--profile")
+    exp.add_argument("--gradebook")
+    exp.set_defaults(func=cmd_export)
+
+    chk = sub.add_parser("check-solutions", help="grade every reference solution: full marks?")
+    chk.add_argument("--exercise", action="append", help="repeatable (default: all)")
+    chk.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    chk.add_argument("--workers", type=int, default=1)
+    chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
+    chk.set_defaults(func=cmd_check_solutions)
+
+    demo = sub.add_parser("demo", help="everything end to end on synthetic data")
+    demo.add_argument("--workdir", help="where the demo writes (default: .deepgrade/demo)")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--unsafe", action="store_true", help="no sandbox (hosts without bwrap)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except DeepgradeError as exc:
+        print(f"deepgrade: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("deepgrade: interrupted; what was graded is in the gradebook", file=sys.stderr)
+        return 130

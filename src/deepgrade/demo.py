@@ -1,0 +1,91 @@
+"""`deepgrade demo`: the whole product on the embedded default, in a few minutes on a CPU.
+
+Synthetic data, release, the reference solution and the recorded flawed samples graded in
+the sandbox with a local pool, the class table, the gradebook and both exports. Each flawed
+sample's expected lost checks are compared with what the grader gave, so the demo is also a
+live self-test: it exits 1 when the grader disagrees with the expectations.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from deepgrade import datasets
+from deepgrade.batch import batch_settings, run_with_progress
+from deepgrade.exercise import load_exercise
+from deepgrade.export import export_csv, export_gradescope
+from deepgrade.gradebook import Gradebook
+from deepgrade.project import Project, cache_dir
+from deepgrade.release import release_exercise
+from deepgrade.report import print_results
+from deepgrade.results import SubmissionResult
+from deepgrade.samples import Sample, apply_edits, load_samples
+from deepgrade.submissions import Submission
+
+
+def expectation_problems(result: SubmissionResult, sample: Sample | None) -> list[str]:
+    """How a graded sample differs from what samples.toml says it must get."""
+    failed = sorted(c.check_id for c in result.checks if not c.passed)
+    expected_failed = sorted(sample.expect_failed) if sample else []
+    expected_verdict = sample.expect_verdict if sample else "graded"
+    problems = []
+    if str(result.verdict) != expected_verdict:
+        problems.append(f"verdict {result.verdict}, expected {expected_verdict}")
+    if failed != expected_failed:
+        problems.append(f"failed {failed}, expected {expected_failed}")
+    return problems
+
+
+def run_demo(project: Project, *, workdir: Path | None, workers: int, unsafe: bool) -> int:
+    console = Console()
+    started = time.perf_counter()
+    workdir = workdir or project.root / ".deepgrade" / "demo"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    exercises = project.exercise_names()
+    console.rule("1. synthetic data (real file formats)")
+    for name in sorted(
+        {d for ex in exercises for d in load_exercise(project.autograder, ex).datasets}
+    ):
+        console.print(f"{name}: {datasets.ensure(name, 'synth', cache_dir())}")
+    console.rule("2. release student notebooks and reference solutions")
+    for exercise in exercises:
+        for path in release_exercise(project, exercise):
+            console.print(f"wrote {path.relative_to(project.root)}")
+    console.rule("3. grade the reference solution and flawed samples (sandboxed, smoke profile)")
+    surprises: list[str] = []
+    with Gradebook(workdir / "gradebook.db") as book:
+        for exercise in exercises:
+            settings = batch_settings(project, exercise, "smoke", workdir / "runs", unsafe)
+            folder = workdir / "submissions" / exercise
+            solution = project.solutions / exercise / settings.spec.notebook
+            samples = {s.name: s for s in load_samples(settings.spec.directory) if s.demo}
+            submissions = [Submission("reference", solution)]
+            for sample in samples.values():
+                path = apply_edits(solution, sample, folder / f"{sample.name}.ipynb")
+                submissions.append(Submission(sample.name, path))
+            results = run_with_progress(
+                submissions, settings, book, workers=workers, force=True, console=console
+            )
+            print_results(results, f"{exercise}: {settings.spec.title}", console)
+            for result in results:
+                for problem in expectation_problems(result, samples.get(result.student)):
+                    surprises.append(f"{exercise}/{result.student}: {problem}")
+        graded = book.latest(profile="smoke")
+    console.rule("4. gradebook and exports")
+    export_csv(graded, workdir / "grades.csv")
+    export_gradescope(graded, workdir / "gradescope")
+    console.print(f"gradebook: {workdir / 'gradebook.db'}")
+    console.print(f"CSV:       {workdir / 'grades.csv'}")
+    console.print(f"Gradescope results.json files under {workdir / 'gradescope'}")
+    for line in surprises:
+        console.print(f"[bold red]unexpected: {line}[/]")
+    verdict = "[green]all as expected[/]"
+    if surprises:
+        verdict = "[red]the grader disagreed with expectations[/]"
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s: {verdict}")
+    return 1 if surprises else 0

@@ -1,0 +1,158 @@
+"""One submission graded end to end: tamper check, stage 1 (execute), stage 2 (check).
+
+The grader builds its own copy of the notebook: the student's cells, checked against the
+released locked cells, plus the grade-time cells that call the student's functions on hidden
+inputs. Stage 2 always runs, even when stage 1 could not, so every result lists every check
+with its points and a message; that keeps the gradebook's maxima and feedback uniform.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepgrade import notebooks
+from deepgrade.errors import DeepgradeError, InputError
+from deepgrade.exercise import ExerciseSpec
+from deepgrade.results import ExecutionResult, SubmissionResult, Verdict
+from deepgrade.submissions import Submission
+
+GRADETIME_TAG = "deepgrade-gradetime"
+
+
+@dataclass(frozen=True)
+class GradeSettings:
+    """What every submission of one batch shares."""
+
+    spec: ExerciseSpec
+    profile: str
+    release_notebook: Path  # the grader's copy of the released notebook (locked cells)
+    data_files: tuple[Path, ...]
+    workdir: Path  # one sub-folder per submission is made here
+    unsafe: bool = False
+    gpu: str | None = None
+
+
+def gradetime_sources(spec: ExerciseSpec) -> list[str]:
+    """The grade-time cells, preceded by the hidden values they use (never released)."""
+    if spec.gradetime_cells is None:
+        return []
+    hidden = f"HIDDEN = {dict(spec.hidden)!r}"
+    cells = notebooks.split_cells(spec.gradetime_cells.read_text(encoding="utf-8"))
+    return [hidden, *cells]
+
+
+def prepare_notebook(submission: Path, settings: GradeSettings, out: Path) -> list[str]:
+    """Write the grader's copy to `out`; return tampering problems (then nothing is written)."""
+    import nbformat
+
+    student_nb = notebooks.read_notebook(submission)
+    release_nb = notebooks.read_notebook(settings.release_notebook)
+    problems = notebooks.find_tampering(student_nb, release_nb)
+    if problems:
+        return problems
+    graded = notebooks.append_cells(student_nb, gradetime_sources(settings.spec), GRADETIME_TAG)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(graded, out)
+    return []
+
+
+def _not_run(verdict: Verdict, detail: str, artifacts: Path) -> ExecutionResult:
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return ExecutionResult(verdict, detail, artifacts, None, 0.0, sandboxed=True)
+
+
+def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> ExecutionResult:
+    """Tamper check, then the sandboxed run; a bad notebook becomes a verdict, not a crash."""
+    from deepgrade.execute import execute_notebook
+
+    profile = settings.spec.profile(settings.profile)
+    prepared = work / "graded-input.ipynb"
+    try:
+        problems = prepare_notebook(submission.path, settings, prepared)
+    except InputError as exc:
+        return _not_run(Verdict.INVALID_NOTEBOOK, exc.problem, work / "artifacts")
+    if problems:
+        detail = "locked cell tampered: " + "; ".join(problems)
+        return _not_run(Verdict.TAMPERED, detail, work / "artifacts")
+    result = execute_notebook(
+        prepared,
+        parameters=dict(profile.parameters, PROFILE=profile.name),
+        data_files=settings.data_files,
+        workdir=work,
+        cell_timeout_s=profile.cell_timeout_s,
+        notebook_timeout_s=profile.notebook_timeout_s,
+        memory_mb=profile.memory_mb,
+        artifact_cap_mb=profile.artifact_cap_mb,
+        unsafe=settings.unsafe,
+        gpu=settings.gpu,
+    )
+    return result
+
+
+def _verdict(stage1: ExecutionResult, missing: Sequence[str]) -> tuple[Verdict, str]:
+    if stage1.verdict is Verdict.GRADED and missing:
+        return Verdict.MISSING_ARTIFACT, "missing artifacts: " + ", ".join(missing)
+    return stage1.verdict, stage1.detail
+
+
+def grade_submission(
+    submission: Submission,
+    settings: GradeSettings,
+    on_stage: Callable[[str], None] | None = None,
+) -> SubmissionResult:
+    """Grade one submission; grader failures come back as a GRADER_ERROR result, not raised."""
+    from deepgrade.artifacts import missing_artifacts
+    from deepgrade.checks.runner import run_checks
+
+    content_hash = submission.content_hash
+    work = settings.workdir / f"{submission.student}-{content_hash[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
+    notify = on_stage or (lambda _stage: None)
+    base = {
+        "student": submission.student,
+        "exercise": settings.spec.name,
+        "profile": settings.profile,
+        "content_hash": content_hash,
+        "unsafe": settings.unsafe,
+        "source_path": str(submission.path),
+    }
+    try:
+        notify("execute")
+        stage1 = run_stage1(submission, settings, work)
+        missing = missing_artifacts(stage1.artifacts_dir, settings.spec.artifacts)
+        notify("check")
+        started = time.perf_counter()
+        report = run_checks(
+            settings.spec,
+            settings.profile,
+            stage1.artifacts_dir,
+            settings.data_files,
+            workdir=work,
+            unsafe=settings.unsafe,
+        )
+        stage2_seconds = time.perf_counter() - started
+    except DeepgradeError as exc:
+        return SubmissionResult(
+            **base,
+            verdict=Verdict.GRADER_ERROR,
+            detail=str(exc),
+            checks=(),
+            stage1_seconds=0.0,
+            stage2_seconds=0.0,
+        )
+    verdict, detail = _verdict(stage1, missing)
+    if report.error:
+        verdict, detail = Verdict.GRADER_ERROR, f"hidden checks could not run: {report.error}"
+    return SubmissionResult(
+        **base,
+        verdict=verdict,
+        detail=detail,
+        checks=report.checks,
+        stage1_seconds=round(stage1.seconds, 2),
+        stage2_seconds=round(stage2_seconds, 2),
+        limits=stage1.limits,
+        extra={"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {},
+    )

@@ -1,0 +1,153 @@
+"""The SQLite gradebook: one row per (student, exercise, profile, submission content hash).
+
+Only the orchestrator writes it, outside every sandbox, one transaction per submission, so a
+crash or Ctrl-C never loses what was already graded and re-running a batch skips what is done.
+Re-grading the same content replaces its row (idempotent); a new submission adds a row, and
+exports take each student's latest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deepgrade.errors import InputError
+from deepgrade.results import SubmissionResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id INTEGER PRIMARY KEY,
+    student TEXT NOT NULL,
+    exercise TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    points REAL NOT NULL,
+    max_points REAL NOT NULL,
+    stage1_seconds REAL NOT NULL,
+    stage2_seconds REAL NOT NULL,
+    unsafe INTEGER NOT NULL,
+    graded_at TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    UNIQUE (student, exercise, profile, content_hash)
+);
+CREATE TABLE IF NOT EXISTS checks (
+    submission_id INTEGER NOT NULL REFERENCES submissions(id) ON DELETE CASCADE,
+    check_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    points REAL NOT NULL,
+    max_points REAL NOT NULL,
+    passed INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (submission_id, check_id)
+);
+CREATE INDEX IF NOT EXISTS submissions_by_student
+    ON submissions (exercise, profile, student, graded_at);
+"""
+
+
+class Gradebook:
+    """A gradebook file; use as a context manager so the connection is always closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(path, f"not a deepgrade gradebook ({exc})") from None
+
+    def __enter__(self) -> Gradebook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def has(self, student: str, exercise: str, profile: str, content_hash: str) -> bool:
+        """True when this exact submission was already graded (resumable batches).
+
+        A grader error is not the student's doing, so it does not count: resuming retries it.
+        """
+        row = self._db.execute(
+            "SELECT 1 FROM submissions WHERE student=? AND exercise=? AND profile=? "
+            "AND content_hash=? AND verdict != 'grader_error'",
+            (student, exercise, profile, content_hash),
+        ).fetchone()
+        return row is not None
+
+    def record(self, result: SubmissionResult, graded_at: datetime | None = None) -> None:
+        """Store one result atomically, replacing an earlier grading of the same content."""
+        when = (graded_at or datetime.now(UTC)).isoformat(timespec="seconds")
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM submissions WHERE student=? AND exercise=? AND profile=? "
+                "AND content_hash=?",
+                (result.student, result.exercise, result.profile, result.content_hash),
+            )
+            cursor = db.execute(
+                "INSERT INTO submissions (student, exercise, profile, content_hash, verdict, "
+                "detail, points, max_points, stage1_seconds, stage2_seconds, unsafe, graded_at, "
+                "result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result.student,
+                    result.exercise,
+                    result.profile,
+                    result.content_hash,
+                    str(result.verdict),
+                    result.detail,
+                    result.points,
+                    result.max_points,
+                    result.stage1_seconds,
+                    result.stage2_seconds,
+                    int(result.unsafe),
+                    when,
+                    json.dumps(result.to_json(), sort_keys=True),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO checks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        cursor.lastrowid,
+                        c.check_id,
+                        c.title,
+                        c.points,
+                        c.max_points,
+                        int(c.passed),
+                        c.message,
+                    )
+                    for c in result.checks
+                ],
+            )
+
+    def latest(
+        self, exercise: str | None = None, profile: str | None = None
+    ) -> list[tuple[SubmissionResult, str]]:
+        """Each student's most recent result per exercise and profile, with its time."""
+        rows = self._db.execute(
+            "SELECT result_json, graded_at FROM submissions AS s WHERE "
+            "(:exercise IS NULL OR exercise = :exercise) AND "
+            "(:profile IS NULL OR profile = :profile) AND id = ("
+            "  SELECT id FROM submissions AS t WHERE t.student = s.student AND "
+            "  t.exercise = s.exercise AND t.profile = s.profile "
+            "  ORDER BY graded_at DESC, id DESC LIMIT 1) "
+            "ORDER BY exercise, profile, student",
+            {"exercise": exercise, "profile": profile},
+        ).fetchall()
+        return [(SubmissionResult.from_json(json.loads(r[0])), r[1]) for r in rows]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db:
+            yield self._db

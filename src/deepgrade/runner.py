@@ -1,0 +1,114 @@
+"""Many submissions: a local pool of workers, each with its GPU slot, resumable.
+
+Workers are threads because each submission's work happens in sandboxed child processes; the
+thread only waits. Results are written to the gradebook by this (the calling) thread as they
+arrive, one transaction each, so an interrupted batch keeps everything already graded and the
+next run skips it (same student, exercise, profile and content hash) unless `force` is set.
+A failing submission, or a grader error on one, never stops the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from deepgrade.errors import SandboxUnavailable
+from deepgrade.grade import GradeSettings, grade_submission
+from deepgrade.gradebook import Gradebook
+from deepgrade.results import SubmissionResult, Verdict
+from deepgrade.submissions import Submission
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """Progress of a batch, for a progress bar or a log: one per finished or skipped item."""
+
+    submission: Submission
+    result: SubmissionResult | None  # None when skipped as already graded
+    done: int
+    total: int
+
+
+def require_sandbox(unsafe: bool) -> None:
+    """Fail closed before a batch starts when student code could not be isolated."""
+    from deepgrade.sandbox import find_bwrap
+
+    if not unsafe and find_bwrap() is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is missing or cannot create namespaces on this host, so student "
+            "code cannot be isolated. Install bubblewrap (apt-get install bubblewrap), or pass "
+            "--unsafe to grade trusted notebooks (solution regression) without the sandbox; "
+            "every result graded that way is marked unsafe."
+        )
+
+
+def _grade_safely(
+    submission: Submission, settings: GradeSettings, gpus: queue.Queue[str | None]
+) -> SubmissionResult:
+    gpu = gpus.get()
+    try:
+        if gpu is not None:
+            settings = GradeSettings(**{**settings.__dict__, "gpu": gpu})
+        return grade_submission(submission, settings)
+    except Exception as exc:  # a grader bug on one submission must not stop the batch
+        log.error("grading %s failed:\n%s", submission.path, traceback.format_exc())
+        return SubmissionResult(
+            student=submission.student,
+            exercise=settings.spec.name,
+            profile=settings.profile,
+            content_hash=submission.content_hash,
+            verdict=Verdict.GRADER_ERROR,
+            detail=f"{type(exc).__name__}: {exc}",
+            checks=(),
+            stage1_seconds=0.0,
+            stage2_seconds=0.0,
+            unsafe=settings.unsafe,
+            source_path=str(submission.path),
+        )
+    finally:
+        gpus.put(gpu)
+
+
+def grade_batch(
+    submissions: Sequence[Submission],
+    settings: GradeSettings,
+    gradebook: Gradebook,
+    *,
+    workers: int = 1,
+    gpus: Sequence[str] = (),
+    force: bool = False,
+    on_event: Callable[[BatchEvent], None] | None = None,
+) -> list[SubmissionResult]:
+    """Grade `submissions` with `workers` in parallel; returns the results graded now."""
+    require_sandbox(settings.unsafe)
+    notify = on_event or (lambda _event: None)
+    total = len(submissions)
+    todo = []
+    done = 0
+    for submission in submissions:
+        key = (submission.student, settings.spec.name, settings.profile, submission.content_hash)
+        if not force and gradebook.has(*key):
+            done += 1
+            notify(BatchEvent(submission, None, done, total))
+        else:
+            todo.append(submission)
+    slots: queue.Queue[str | None] = queue.Queue()
+    # One slot per worker: with GPUs, worker i gets GPU i mod len(gpus) (slices share a GPU).
+    for index in range(max(1, workers)):
+        slots.put(gpus[index % len(gpus)] if gpus else None)
+    results = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(_grade_safely, s, settings, slots): s for s in todo}
+        for future in as_completed(futures):
+            result = future.result()
+            gradebook.record(result)
+            results.append(result)
+            done += 1
+            notify(BatchEvent(futures[future], result, done, total))
+    return sorted(results, key=lambda r: r.student)

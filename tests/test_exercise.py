@@ -1,0 +1,94 @@
+"""Exercise specs: the real ones load, and every malformed spec names the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepgrade.errors import InputError
+from deepgrade.exercise import load_exercise, load_spec
+from deepgrade.project import Project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+name = "ex"
+title = "An exercise"
+notebook = "ex.ipynb"
+datasets = ["signs"]
+artifacts = ["model.keras"]
+
+[profiles.smoke]
+data = "synth"
+cell_timeout_s = 10
+notebook_timeout_s = 60
+memory_mb = 1024
+artifact_cap_mb = 8
+parameters = { EPOCHS = 2 }
+thresholds = { test_accuracy = 0.5 }
+
+[hidden]
+n = [1, 2]
+"""
+
+
+def write_spec(tmp_path: Path, text: str) -> Path:
+    directory = tmp_path / "ex"
+    directory.mkdir()
+    (directory / "spec.toml").write_text(text)
+    return directory
+
+
+def test_every_exercise_in_the_repository_loads() -> None:
+    project = Project(ROOT)
+    names = project.exercise_names()
+    assert "signs_cnn" in names
+    for name in names:
+        spec = load_exercise(project.autograder, name)
+        assert set(spec.profiles) == {"smoke", "full"}
+        assert spec.profile("smoke").data == "synth"
+
+
+def test_good_spec_round_trip(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    smoke = spec.profile("smoke")
+    assert smoke.parameters["EPOCHS"] == 2
+    assert smoke.thresholds["test_accuracy"] == 0.5
+    assert spec.hidden["n"] == [1, 2]
+    assert spec.gradetime_cells is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('name = "ex"', 'name = "other"'), "differs from the folder name"),
+        (('data = "synth"', 'data = "web"'), "data must be one of"),
+        (("memory_mb = 1024", "memory_mb = -1"), "memory_mb must be positive"),
+        (("cell_timeout_s = 10", 'cell_timeout_s = "10"'), "'cell_timeout_s' must be int"),
+        (("[profiles.smoke]", "[profiles.huge]"), "unknown profiles"),
+        (('title = "An exercise"\n', ""), "missing key 'title'"),
+        (('notebook = "ex.ipynb"', 'notebook = "ex.ipynb"\ngradetime_cells = "x.py"'), "x.py"),
+        (("[hidden]", "[hidden"), "not valid TOML"),
+    ],
+)
+def test_bad_spec_names_file_and_problem(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    directory = write_spec(tmp_path, GOOD.replace(*change))
+    with pytest.raises(InputError) as info:
+        load_spec(directory)
+    assert str(directory / "spec.toml") in str(info.value)
+    assert message in str(info.value)
+
+
+def test_unknown_exercise_lists_known_ones(tmp_path: Path) -> None:
+    write_spec(tmp_path, GOOD)
+    with pytest.raises(InputError, match="known: ex"):
+        load_exercise(tmp_path, "nope")
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, GOOD))
+    with pytest.raises(InputError, match="no profile 'full'"):
+        spec.profile("full")
