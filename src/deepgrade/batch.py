@@ -43,7 +43,12 @@ def data_files(spec: ExerciseSpec, profile: str) -> tuple[Path, ...]:
 
 
 def batch_settings(
-    project: Project, exercise: str, profile: str, workdir: Path, unsafe: bool
+    project: Project,
+    exercise: str,
+    profile: str,
+    workdir: Path,
+    unsafe: bool,
+    cell_timeout_s: int | None = None,
 ) -> GradeSettings:
     spec = load_exercise(project.autograder, exercise)
     spec.profile(profile)  # a clear error for an unknown profile, before any work
@@ -54,6 +59,7 @@ def batch_settings(
         data_files=data_files(spec, profile),
         workdir=workdir,
         unsafe=unsafe,
+        cell_timeout_s=cell_timeout_s,
     )
 
 

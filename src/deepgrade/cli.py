@@ -86,6 +86,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         unsafe=args.unsafe,
         force=args.force,
         as_json=args.json,
+        cell_timeout_s=args.cell_timeout,
+        workdir=Path(args.workdir) if args.workdir else None,
     )
 
 
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--force", action="store_true", help="re-grade already graded content")
     grade.add_argument("--unsafe", action="store_true", help="no sandbox: trusted code only")
     grade.add_argument("--json", action="store_true", help="print results as JSON lines")
+    grade.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the spec's)")
+    grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
     grade.set_defaults(func=cmd_grade)
 
     exp = sub.add_parser("export", help="export the gradebook")

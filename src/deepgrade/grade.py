@@ -33,6 +33,7 @@ class GradeSettings:
     workdir: Path  # one sub-folder per submission is made here
     unsafe: bool = False
     gpu: str | None = None
+    cell_timeout_s: int | None = None  # overrides the profile's (e.g. a quick test of timeouts)
 
 
 def gradetime_sources(spec: ExerciseSpec) -> list[str]:
@@ -82,7 +83,7 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
         parameters=dict(profile.parameters, PROFILE=profile.name),
         data_files=settings.data_files,
         workdir=work,
-        cell_timeout_s=profile.cell_timeout_s,
+        cell_timeout_s=settings.cell_timeout_s or profile.cell_timeout_s,
         notebook_timeout_s=profile.notebook_timeout_s,
         memory_mb=profile.memory_mb,
         artifact_cap_mb=profile.artifact_cap_mb,

@@ -33,7 +33,6 @@ class Sample:
     expect_verdict: str
     expect_failed: tuple[str, ...]  # check ids (as in results), exactly the ones that fail
     demo: bool = True  # graded by `deepgrade demo` (slow samples such as timeouts opt out)
-    cell_timeout_s: int | None = None  # override, so a timeout sample stays quick in tests
 
 
 def load_samples(exercise_dir: Path) -> list[Sample]:
@@ -55,7 +54,6 @@ def load_samples(exercise_dir: Path) -> list[Sample]:
                     expect_verdict=entry.get("expect_verdict", "graded"),
                     expect_failed=tuple(entry.get("expect_failed", ())),
                     demo=entry.get("demo", True),
-                    cell_timeout_s=entry.get("cell_timeout_s"),
                 )
             )
         except (KeyError, TypeError) as exc:

@@ -1,0 +1,174 @@
+"""The whole grader through `deepgrade grade`, on every exercise's solution and flawed samples.
+
+One batch per exercise grades the reference solution and every sample of samples.toml (wrong
+architecture, wrong answers, cut training, cheating, sys.exit, an infinite loop...) in the
+sandbox on the smoke profile. The solution must get full marks; each sample must end with its
+recorded verdict and lose exactly the checks recorded for it, no more, no fewer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepgrade.exercise import load_exercise
+from deepgrade.project import Project
+from deepgrade.samples import apply_edits, load_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = Project(ROOT)
+EXERCISES = PROJECT.exercise_names()
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (CI installs it)"),
+]
+
+
+def deepgrade(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepgrade", "--root", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+    )
+
+
+@pytest.fixture(scope="module", params=EXERCISES)
+def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    exercise = request.param
+    spec = load_exercise(PROJECT.autograder, exercise)
+    tmp = tmp_path_factory.mktemp(exercise)
+    folder = tmp / "submissions"
+    folder.mkdir()
+    solution = PROJECT.solutions / exercise / spec.notebook
+    shutil.copy(solution, folder / "reference.ipynb")
+    samples = {s.name: s for s in load_samples(spec.directory)}
+    for sample in samples.values():
+        apply_edits(solution, sample, folder / f"{sample.name}.ipynb")
+    (folder / "not-a-notebook.txt").write_text("stray file: reported, not graded")
+    env = dict(os.environ, DEEPGRADE_CACHE=str(tmp_path_factory.getbasetemp() / "cache"))
+    args = [
+        "grade",
+        str(folder),
+        "--exercise",
+        exercise,
+        "--profile",
+        "smoke",
+        "--workers",
+        "2",
+        "--json",
+        "--gradebook",
+        str(tmp / "gb.db"),
+        "--workdir",
+        str(tmp / "runs"),
+        "--cell-timeout",
+        "60",
+    ]
+    done = deepgrade(*args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["student"]: r for r in map(json.loads, done.stdout.splitlines())}
+    return {
+        "exercise": exercise,
+        "results": results,
+        "samples": samples,
+        "tmp": tmp,
+        "env": env,
+        "stderr": done.stderr,
+    }
+
+
+def test_reference_solution_gets_full_marks(graded: dict) -> None:
+    result = graded["results"]["reference"]
+    failed = [(c["check_id"], c["message"]) for c in result["checks"] if not c["passed"]]
+    assert failed == []
+    assert result["verdict"] == "graded"
+    assert result["points"] == result["max_points"] > 0
+
+
+def test_each_sample_loses_exactly_its_points(graded: dict) -> None:
+    assert graded["samples"], "every exercise records flawed samples in samples.toml"
+    full = graded["results"]["reference"]["max_points"]
+    for name, sample in graded["samples"].items():
+        result = graded["results"][name]
+        failed = sorted(c["check_id"] for c in result["checks"] if not c["passed"])
+        lost = sum(c["max_points"] - c["points"] for c in result["checks"])
+        expected_lost = sum(
+            c["max_points"] for c in result["checks"] if c["check_id"] in sample.expect_failed
+        )
+        assert (name, result["verdict"]) == (name, sample.expect_verdict), result["detail"]
+        assert (name, failed) == (name, sorted(sample.expect_failed))
+        assert result["points"] == full - lost
+        assert lost == expected_lost > 0 or sample.expect_failed == ()
+        for check in result["checks"]:
+            if not check["passed"]:
+                assert check["message"], f"{name}: {check['check_id']} failed without a message"
+
+
+def test_stray_files_are_reported_not_graded(graded: dict) -> None:
+    assert "not-a-notebook.txt" in graded["stderr"]
+    assert "not-a-notebook" not in graded["results"]
+
+
+def test_gradebook_exports(graded: dict) -> None:
+    out = graded["tmp"] / "grades.csv"
+    done = deepgrade(
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+        "--gradebook",
+        str(graded["tmp"] / "gb.db"),
+        env=graded["env"],
+    )
+    assert done.returncode == 0, done.stderr
+    with out.open() as handle:
+        rows = {row["student"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == set(graded["results"])
+    reference = graded["results"]["reference"]
+    assert rows["reference"]["points"] == f"{reference['points']:g}"
+    gradescope = graded["tmp"] / "gradescope"
+    done = deepgrade(
+        "export",
+        "--format",
+        "gradescope",
+        "--out",
+        str(gradescope),
+        "--gradebook",
+        str(graded["tmp"] / "gb.db"),
+        env=graded["env"],
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((gradescope / graded["exercise"] / "reference" / "results.json").read_text())
+    assert data["score"] == reference["points"]
+    assert len(data["tests"]) == len(reference["checks"])
+
+
+def test_regrading_is_resumable(graded: dict) -> None:
+    folder = graded["tmp"] / "submissions"
+    args = [
+        "grade",
+        str(folder),
+        "--exercise",
+        graded["exercise"],
+        "--profile",
+        "smoke",
+        "--json",
+        "--gradebook",
+        str(graded["tmp"] / "gb.db"),
+        "--workdir",
+        str(graded["tmp"] / "runs"),
+    ]
+    done = deepgrade(*args, env=graded["env"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""  # everything already graded: nothing run again
+    assert "already graded" in done.stderr
