@@ -1,0 +1,330 @@
+"""deepgrade's pytest plugin: what hidden checks may use, and the results file they produce.
+
+Used as `pytest -p deepgrade.checks.plugin --dg-exercise-dir DIR --dg-artifacts DIR
+--dg-data DIR --dg-profile NAME --dg-results FILE`. Every check carries
+`@pytest.mark.points(n)`; a check without one is an error at collection, so an instructor's
+forgotten marker cannot silently shrink the maximum. The first line of a check's docstring is
+its title in the student's feedback, and its message is the check's own words only: the text
+of `assert ..., "message"` or `pytest.fail("message")`, or for an unexpected exception a line
+naming its type. Never the traceback or the check's source, which could reveal hidden values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from deepgrade.checks import write_results
+from deepgrade.errors import InputError
+from deepgrade.exercise import ExerciseSpec, ProfileSpec, load_spec
+from deepgrade.results import CheckResult
+
+MAX_MESSAGE = 600
+NOT_RUN = "this check did not run: the grader stopped before it"
+
+
+@dataclass
+class _Check:
+    """One collected check, filled in as its phases report."""
+
+    check_id: str
+    title: str
+    max_points: float
+    passed: bool = False
+    ran: bool = False
+    message: str = ""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deepgrade", "deepgrade hidden checks")
+    group.addoption("--dg-exercise-dir", help="the exercise's autograder folder (spec.toml)")
+    group.addoption("--dg-artifacts", help="the folder of the submission's artifacts")
+    group.addoption("--dg-data", help="the grader's data folder")
+    group.addoption("--dg-profile", help="the grading profile (smoke, full)")
+    group.addoption("--dg-results", help="where to write the results JSON")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): what a hidden check is worth (required)")
+    results = config.getoption("--dg-results", None)
+    exercise = config.getoption("--dg-exercise-dir", None)
+    recorder = _Recorder(
+        results=Path(results) if results else None,
+        exercise_dir=Path(exercise).resolve() if exercise else None,
+    )
+    config.pluginmanager.register(recorder, "deepgrade-recorder")
+
+
+# ---------------------------------------------------------------- student-facing messages
+
+
+def _shorten(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3].rstrip() + "..."
+
+
+def student_message(exc: BaseException) -> str:
+    """What a student may read about a failed check: its own message, never its code."""
+    if isinstance(exc, pytest.fail.Exception):
+        return _shorten(exc.msg or "this check failed")
+    if isinstance(exc, pytest.skip.Exception):
+        return _shorten(f"this check was skipped: {exc.msg}" if exc.msg else "check skipped")
+    if isinstance(exc, AssertionError):
+        text = str(exc)
+        if text.startswith("assert ") or not text.strip():
+            return "this check failed"  # a bare assert: its expression is the check's code
+        if "\nassert " in text:
+            # Assertion rewriting appends "\nassert <expression>" (dropped here) and indents
+            # the message's own continuation lines by two spaces (undone here).
+            lines = text.split("\nassert ", 1)[0].split("\n")
+            text = "\n".join([lines[0], *(line.removeprefix("  ") for line in lines[1:])])
+        return _shorten(text)
+    line = f"this check could not run: {type(exc).__name__}"
+    if isinstance(exc, InputError):
+        line += f" ({exc.path.name}: {exc.problem})"
+    return _shorten(line)
+
+
+# ---------------------------------------------------------------- collection and reporting
+
+
+def _check_id(item: pytest.Item, exercise_dir: Path | None) -> str:
+    """`test_architecture::test_total_params`: stable across machines and mount points."""
+    if exercise_dir is not None:
+        try:
+            relative = item.path.resolve().relative_to(exercise_dir)
+        except ValueError:
+            pass
+        else:
+            return f"{relative.with_suffix('').as_posix()}::{item.name}"
+    return item.nodeid
+
+
+def _title(item: pytest.Item) -> str:
+    doc = inspect.getdoc(getattr(item, "obj", None)) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else item.name
+
+
+def _points(item: pytest.Item) -> float | str:
+    """The marker's points, or why the marker is missing or wrong."""
+    marker = item.get_closest_marker("points")
+    if marker is None:
+        return "no @pytest.mark.points(n) marker"
+    if len(marker.args) != 1 or marker.kwargs:
+        return "points marker needs exactly one number: @pytest.mark.points(n)"
+    value = marker.args[0]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return f"points must be a positive number, got {value!r}"
+    return float(value)
+
+
+class _Recorder:
+    """The plugin's hooks and what they gathered: one instance per pytest run."""
+
+    def __init__(self, results: Path | None, exercise_dir: Path | None) -> None:
+        self.results = results
+        self.exercise_dir = exercise_dir
+        self.checks: dict[str, _Check] = {}  # by nodeid, in collection order
+        self.errors: list[str] = []
+
+    def write(self, *, complete: bool) -> None:
+        if self.results is None:
+            return
+        checks = [
+            CheckResult(
+                check_id=c.check_id,
+                title=c.title,
+                points=c.max_points if c.passed else 0.0,
+                max_points=c.max_points,
+                passed=c.passed,
+                message="" if c.passed else (c.message or NOT_RUN),
+            )
+            for c in self.checks.values()
+        ]
+        error = "; ".join(self.errors) or (None if complete else "the checks did not finish")
+        write_results(self.results, checks, error=error, complete=complete)
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        problems = []
+        for item in items:
+            points = _points(item)
+            if isinstance(points, str):
+                problems.append(f"{item.nodeid}: {points}")
+                continue
+            check_id = _check_id(item, self.exercise_dir)
+            self.checks[item.nodeid] = _Check(check_id, _title(item), points)
+        if problems:
+            self.errors.append("bad points markers: " + "; ".join(problems))
+            raise pytest.UsageError("deepgrade: " + "; ".join(problems))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            # The instructor reads pytest's own output in the log; the gradebook gets one line.
+            self.errors.append(f"could not collect {report.nodeid or 'the checks'}")
+
+    def pytest_collection_finish(self) -> None:
+        if not self.checks and not self.errors:
+            self.errors.append("no checks found")
+        self.write(complete=False)  # the list of checks survives even if pytest dies later
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        check = self.checks.get(item.nodeid)
+        if check is None:
+            return report
+        if call.when == "call":
+            check.ran = True
+            check.passed = report.passed
+        if (report.failed or report.skipped) and call.excinfo is not None:
+            if not check.message:  # the first failure is the one to fix
+                check.message = student_message(call.excinfo.value)
+            check.passed = False
+        return report
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        stopped = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        if stopped and not self.errors:
+            self.errors.append(f"pytest stopped ({pytest.ExitCode(exitstatus).name})")
+        self.write(complete=True)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def _option(config: pytest.Config, name: str) -> str:
+    value = config.getoption(name, None)
+    if not value:
+        raise pytest.UsageError(f"deepgrade's checks need {name}")
+    return str(value)
+
+
+def _fail(message: str) -> NoReturn:
+    pytest.fail(message, pytrace=False)
+
+
+def _missing(name: str) -> NoReturn:
+    _fail(f"missing artifact {name}: the locked cell that saves it did not run")
+
+
+@pytest.fixture(scope="session")
+def spec(pytestconfig: pytest.Config) -> ExerciseSpec:
+    """The exercise's spec.toml."""
+    return load_spec(Path(_option(pytestconfig, "--dg-exercise-dir")))
+
+
+@pytest.fixture(scope="session")
+def profile(spec: ExerciseSpec, pytestconfig: pytest.Config) -> ProfileSpec:
+    """The profile being graded (its parameters, e.g. EPOCHS, and thresholds)."""
+    return spec.profile(_option(pytestconfig, "--dg-profile"))
+
+
+@pytest.fixture(scope="session")
+def hidden(spec: ExerciseSpec) -> Any:
+    """The spec's [hidden] table: values the student never sees; keep them out of messages."""
+    return spec.hidden
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(pytestconfig: pytest.Config) -> Path:
+    """The submission's artifact folder (read-only in the sandbox)."""
+    return Path(_option(pytestconfig, "--dg-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(pytestconfig: pytest.Config) -> Path:
+    """The grader's own copy of the exercise's data files."""
+    return Path(_option(pytestconfig, "--dg-data"))
+
+
+@pytest.fixture(scope="session")
+def artifact(artifacts_dir: Path) -> Callable[[str], Path]:
+    """artifact(name) -> its path; fails the check when the notebook did not save it."""
+
+    def find(name: str) -> Path:
+        path = artifacts_dir / name
+        if path.is_symlink() or not path.is_file():
+            _missing(name)
+        return path
+
+    return find
+
+
+def _read_json(artifact: Callable[[str], Path], name: str) -> Any:
+    try:
+        return json.loads(artifact(name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        _fail(
+            f"{name} is not valid JSON: run the whole notebook from the top so its locked "
+            "cells write it again"
+        )
+
+
+class Answers(dict[str, Any]):
+    """answers.json; a missing key fails the check naming the answer, not a KeyError."""
+
+    def __missing__(self, key: str) -> NoReturn:
+        _fail(
+            f"answers.json has no {key!r}: the locked cell that saves it did not run "
+            "(an earlier cell may have failed)"
+        )
+
+
+@pytest.fixture(scope="session")
+def answers(artifact: Callable[[str], Path]) -> Answers:
+    """The student's answers.json as a dict (fails closed when missing or malformed)."""
+    data = _read_json(artifact, "answers.json")
+    if not isinstance(data, dict):
+        _fail("answers.json must hold a JSON object: do not edit the locked cells that write it")
+    return Answers(data)
+
+
+@pytest.fixture(scope="session")
+def history(artifact: Callable[[str], Path]) -> dict[str, list[float]]:
+    """history.json: {metric: [one number per epoch]}, as Keras' History.history."""
+    data = _read_json(artifact, "history.json")
+    if not isinstance(data, dict) or not all(
+        isinstance(values, list)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        for values in data.values()
+    ):
+        _fail("history.json must map each metric to a list of numbers (model.fit's history)")
+    return {str(key): [float(v) for v in values] for key, values in data.items()}
+
+
+@pytest.fixture(scope="session")
+def load_model(artifact: Callable[[str], Path]) -> Callable[[str], Any]:
+    """load_model(name) -> the validated Keras model (loaded once per session)."""
+    from deepgrade import artifacts
+
+    cache: dict[str, Any] = {}
+
+    def load(name: str) -> Any:
+        if name not in cache:
+            cache[name] = artifacts.load_model(artifact(name))
+        return cache[name]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def threshold(profile: ProfileSpec, spec: ExerciseSpec) -> Callable[[str], float]:
+    """threshold(key) -> the profile's threshold, e.g. threshold("test_accuracy")."""
+
+    def get(key: str) -> float:
+        try:
+            return profile.thresholds[key]
+        except KeyError:
+            raise InputError(
+                spec.directory / "spec.toml", f"profile {profile.name!r} has no threshold {key!r}"
+            ) from None
+
+    return get
