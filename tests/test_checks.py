@@ -1,0 +1,317 @@
+"""The checks plugin: points, titles, student-safe messages and the results file.
+
+Tiny throwaway exercises are written with pytester and run in a subprocess, as the runner
+does; nothing imports keras.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepgrade.checks import read_results, write_results
+from deepgrade.checks.plugin import student_message
+from deepgrade.errors import InputError
+from deepgrade.results import CheckResult
+
+pytest_plugins = ["pytester"]
+
+SPEC = """\
+name = "{name}"
+title = "A throwaway exercise"
+notebook = "ex.ipynb"
+datasets = []
+artifacts = ["answers.json"]
+[profiles.smoke]
+data = "synth"
+cell_timeout_s = 10
+notebook_timeout_s = 10
+memory_mb = 512
+artifact_cap_mb = 1
+parameters = {{ EPOCHS = 3 }}
+thresholds = {{ accuracy = 0.5 }}
+[hidden]
+n = [6, 12]
+"""
+
+
+def _exercise(pytester: pytest.Pytester, checks: str, name: str = "ex") -> Path:
+    directory = pytester.path / name
+    directory.mkdir()
+    (directory / "spec.toml").write_text(SPEC.format(name=name))
+    (directory / "test_hidden.py").write_text(textwrap.dedent(checks))
+    return directory
+
+
+def _run(
+    pytester: pytest.Pytester, directory: Path, artifacts: dict[str, str] | None = None
+) -> tuple[dict[str, CheckResult], str | None, Any]:
+    art = pytester.path / "artifacts"
+    art.mkdir(exist_ok=True)
+    for name, text in (artifacts or {}).items():
+        (art / name).write_text(text)
+    results = pytester.path / "out" / "results.json"
+    outcome = pytester.runpytest_subprocess(
+        "-p",
+        "deepgrade.checks.plugin",
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={directory}",
+        f"--dg-exercise-dir={directory}",
+        f"--dg-artifacts={art}",
+        f"--dg-data={pytester.path}",
+        "--dg-profile=smoke",
+        f"--dg-results={results}",
+        str(directory),
+    )
+    checks, error, complete = read_results(results)
+    assert complete
+    return {c.check_id.split("::")[1]: c for c in checks}, error, outcome
+
+
+def test_points_titles_ids_and_fixtures(pytester: pytest.Pytester) -> None:
+    directory = _exercise(
+        pytester,
+        '''
+        import pytest
+
+        @pytest.mark.points(2)
+        def test_good(answers, hidden, profile, threshold, spec, data_dir, artifacts_dir):
+            """The answer is right.
+
+            Longer text the student does not need.
+            """
+            assert answers["x"] == 1
+            assert list(hidden["n"]) == [6, 12]
+            assert profile.parameters["EPOCHS"] == 3
+            assert threshold("accuracy") == 0.5
+            assert spec.name == "ex"
+            assert (artifacts_dir / "answers.json").is_file() and data_dir.is_dir()
+
+        @pytest.mark.points(1.5)
+        def test_bad(answers):
+            """The answer is wrong."""
+            assert answers["x"] == 2, "x must be 2:\\nrecompute it"
+        ''',
+    )
+    checks, error, outcome = _run(pytester, directory, {"answers.json": '{"x": 1}'})
+    assert error is None
+    assert list(checks) == ["test_good", "test_bad"]
+    good, bad = checks["test_good"], checks["test_bad"]
+    assert good == CheckResult("test_hidden::test_good", "The answer is right.", 2.0, 2.0, True)
+    assert (bad.points, bad.max_points, bad.passed) == (0.0, 1.5, False)
+    assert bad.message == "x must be 2:\nrecompute it"
+    outcome.assert_outcomes(passed=1, failed=1)
+
+
+def test_messages_never_show_code_or_tracebacks(pytester: pytest.Pytester) -> None:
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+        from deepgrade.errors import InputError
+
+        @pytest.mark.points(1)
+        def test_bare_assert(hidden):
+            assert hidden["n"][0] == 7
+
+        @pytest.mark.points(1)
+        def test_exception(hidden):
+            {}[hidden["n"][0]]
+
+        @pytest.mark.points(1)
+        def test_input_error():
+            raise InputError("/artifacts/model.keras", "the saved model uses a Lambda layer")
+
+        @pytest.mark.points(1)
+        def test_fail():
+            pytest.fail("train for more epochs")
+
+        @pytest.mark.points(1)
+        def test_missing_answer(answers):
+            assert answers["y"] == 1
+
+        @pytest.mark.points(1)
+        def test_missing_artifact(history):
+            pass
+
+        @pytest.mark.points(1)
+        def test_skipped():
+            pytest.skip("not today")
+        """,
+    )
+    checks, error, _ = _run(pytester, directory, {"answers.json": '{"x": 1}'})
+    assert error is None
+    messages = {name: check.message for name, check in checks.items()}
+    assert messages == {
+        "test_bare_assert": "this check failed",
+        "test_exception": "this check could not run: KeyError",
+        "test_input_error": (
+            "this check could not run: InputError "
+            "(model.keras: the saved model uses a Lambda layer)"
+        ),
+        "test_fail": "train for more epochs",
+        "test_missing_answer": (
+            "answers.json has no 'y': the locked cell that saves it did not run "
+            "(an earlier cell may have failed)"
+        ),
+        "test_missing_artifact": (
+            "missing artifact history.json: the locked cell that saves it did not run"
+        ),
+        "test_skipped": "this check was skipped: not today",
+    }
+    assert not any("6" in m or "hidden" in m for m in messages.values())
+    assert sum(c.points for c in checks.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "message"),
+    [
+        ({}, "missing artifact answers.json"),
+        ({"answers.json": "{oops"}, "answers.json is not valid JSON"),
+        ({"answers.json": "[1, 2]"}, "answers.json must hold a JSON object"),
+    ],
+)
+def test_answers_fail_closed(
+    pytester: pytest.Pytester, artifacts: dict[str, str], message: str
+) -> None:
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.points(1)
+        def test_one(answers):
+            pass
+
+        @pytest.mark.points(1)
+        def test_two(answers):
+            pass
+        """,
+    )
+    checks, error, _ = _run(pytester, directory, artifacts)
+    assert error is None
+    assert [c.passed for c in checks.values()] == [False, False]
+    assert all(c.message.startswith(message) for c in checks.values())
+
+
+def test_history_and_model_fixtures_fail_closed(pytester: pytest.Pytester) -> None:
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.points(1)
+        def test_history(history):
+            pass
+
+        @pytest.mark.points(1)
+        def test_model(load_model):
+            load_model("model.keras")
+
+        @pytest.mark.points(1)
+        def test_threshold(threshold):
+            threshold("no_such_threshold")
+        """,
+    )
+    artifacts = {"history.json": '{"loss": ["a"]}', "model.keras": "not a zip"}
+    checks, _, _ = _run(pytester, directory, artifacts)
+    assert checks["test_history"].message.startswith("history.json must map each metric")
+    assert checks["test_model"].message == (
+        "this check could not run: InputError (model.keras: not a Keras .keras file "
+        "(not a zip archive); save with model.save)"
+    )
+    assert "no threshold 'no_such_threshold'" in checks["test_threshold"].message
+
+
+def test_check_without_points_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.points(1)
+        def test_marked():
+            pass
+
+        def test_forgotten():
+            pass
+
+        @pytest.mark.points(0)
+        def test_zero():
+            pass
+        """,
+    )
+    checks, error, outcome = _run(pytester, directory)
+    assert error is not None
+    assert "test_forgotten: no @pytest.mark.points(n) marker" in error
+    assert "test_zero: points must be a positive number" in error
+    assert list(checks) == ["test_marked"]
+    assert not checks["test_marked"].passed  # nothing runs when the checks are broken
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_broken_check_file_sets_error(pytester: pytest.Pytester) -> None:
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.points(1)
+        def test_fine():
+            pass
+        """,
+    )
+    (directory / "test_broken.py").write_text("def oops(:\n")
+    checks, error, _ = _run(pytester, directory)
+    assert error == "could not collect test_broken.py"
+    assert checks["test_fine"].message.startswith("this check did not run")
+
+
+def test_results_file_lists_checks_before_they_run(pytester: pytest.Pytester) -> None:
+    """If pytest dies mid-run, the runner still knows every check and its points."""
+    directory = _exercise(
+        pytester,
+        """
+        import json, pytest
+
+        @pytest.mark.points(3)
+        def test_peek(pytestconfig):
+            data = json.loads(open(pytestconfig.getoption("--dg-results")).read())
+            assert data["complete"] is False
+            assert data["error"] == "the checks did not finish"
+            assert [c["max_points"] for c in data["checks"]] == [3.0, 1.0]
+
+        @pytest.mark.points(1)
+        def test_later():
+            pass
+        """,
+    )
+    checks, error, _ = _run(pytester, directory)
+    assert error is None
+    assert [c.passed for c in checks.values()] == [True, True]
+
+
+def test_student_message_cuts_long_text() -> None:
+    message = student_message(AssertionError("x" * 2000))
+    assert len(message) <= 600 and message.endswith("...")
+    assert student_message(InputError(Path("/a/b.json"), "bad")) == (
+        "this check could not run: InputError (b.json: bad)"
+    )
+
+
+def test_results_round_trip_and_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    check = CheckResult("t::a", "A", 1.0, 1.0, True)
+    write_results(path, [check], error=None, complete=True)
+    assert read_results(path) == ((check,), None, True)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left
+    path.write_text(json.dumps({"version": 99, "checks": []}))
+    with pytest.raises(InputError, match="not a version 1 results file"):
+        read_results(path)
+    with pytest.raises(InputError, match="no results file"):
+        read_results(tmp_path / "absent.json")
