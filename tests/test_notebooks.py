@@ -56,6 +56,7 @@ def test_read_notebook_roundtrip(tmp_path: Path) -> None:
     path.write_text(nbformat.writes(_release()), encoding="utf-8")
     nb = nbt.read_notebook(path)
     assert [cell["id"] for cell in nb.cells] == ["a", "b", "c", "d"]
+    assert nb.cells[1]["source"] == "save(x)\n"  # stored as a list of lines, read as one string
 
 
 @pytest.mark.parametrize(

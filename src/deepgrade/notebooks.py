@@ -29,6 +29,7 @@ from typing import Any
 
 import nbformat
 from nbformat import NotebookNode
+from nbformat.v4.rwbase import rejoin_lines
 
 from deepgrade.errors import InputError
 
@@ -55,7 +56,8 @@ def read_notebook(path: Path) -> NotebookNode:
     if not isinstance(raw, dict) or raw.get("nbformat") != 4:
         found = raw.get("nbformat") if isinstance(raw, dict) else type(raw).__name__
         raise InputError(path, f"not an nbformat 4 notebook (nbformat: {found!r})")
-    nb: NotebookNode = nbformat.from_dict(raw)  # type: ignore[no-untyped-call]
+    # Sources and outputs are stored as lists of lines; every transform wants one string.
+    nb: NotebookNode = rejoin_lines(nbformat.from_dict(raw))  # type: ignore[no-untyped-call]
     with warnings.catch_warnings():
         # nbformat warns about missing cell ids; the release assigns stable ones.
         warnings.simplefilter("ignore")
