@@ -315,3 +315,177 @@ def test_results_round_trip_and_refusals(tmp_path: Path) -> None:
         read_results(path)
     with pytest.raises(InputError, match="no results file"):
         read_results(tmp_path / "absent.json")
+
+
+# ---------------------------------------------------------------- the runner
+
+FACTS = '''
+import json, os, socket, sys
+from pathlib import Path
+import pytest
+import deepgrade
+
+@pytest.mark.points(1)
+def test_facts(artifacts_dir, data_dir):
+    """Reports what the check process sees, as its failure message."""
+    try:
+        (artifacts_dir / "forged.json").write_text("{}")
+        artifacts_writable = True
+    except OSError:
+        artifacts_writable = False
+    try:
+        socket.create_connection(("127.0.0.1", 22), timeout=1).close()
+        network = "connected"
+    except OSError as exc:
+        network = type(exc).__name__
+    facts = {
+        "deepgrade": deepgrade.__file__,
+        "repo_visible": sorted(p.name for p in Path(REPO).glob("*")) if Path(REPO).exists() else [],
+        "artifacts_writable": artifacts_writable,
+        "data": sorted(p.name for p in data_dir.iterdir()),
+        "data_text": (data_dir / "labels.txt").read_text(),
+        "pythonpath": os.environ.get("PYTHONPATH", ""),
+    }
+    pytest.fail(json.dumps(facts))
+'''
+
+
+def _spec_dir(tmp_path: Path, checks: str, conftest: str = "") -> Path:
+    directory = tmp_path / "ex"
+    directory.mkdir()
+    (directory / "spec.toml").write_text(SPEC.format(name="ex"))
+    (directory / "test_hidden.py").write_text(textwrap.dedent(checks))
+    if conftest:
+        (directory / "conftest.py").write_text(textwrap.dedent(conftest))
+    (tmp_path / "artifacts").mkdir()
+    return directory
+
+
+def _run_checks(tmp_path: Path, directory: Path, **kwargs: Any) -> Any:
+    from deepgrade.checks.runner import run_checks
+    from deepgrade.exercise import load_spec
+
+    data = tmp_path / "labels.txt"
+    data.write_text("0 1 2")
+    return run_checks(
+        load_spec(directory),
+        "smoke",
+        tmp_path / "artifacts",
+        [data],
+        workdir=tmp_path / "work",
+        **kwargs,
+    )
+
+
+def test_sandboxed_checks_see_only_their_inputs(tmp_path: Path) -> None:
+    from deepgrade.sandbox import find_bwrap, unavailable_reason
+
+    assert find_bwrap() is not None, unavailable_reason()
+    repo = Path(__file__).resolve().parents[1]
+    directory = _spec_dir(tmp_path, FACTS.replace("REPO", repr(str(repo))))
+    report = _run_checks(tmp_path, directory)
+    assert report.error is None
+    facts = json.loads(report.checks[0].message)
+    assert facts == {
+        "deepgrade": "/opt/deepgrade/lib/deepgrade/__init__.py",
+        "repo_visible": [".venv"],  # only the interpreter, bound at its own path
+        "artifacts_writable": False,
+        "data": ["labels.txt"],
+        "data_text": "0 1 2",
+        "pythonpath": "/opt/deepgrade/lib",
+    }
+    assert (tmp_path / "work" / "checks" / "pytest.log").read_text().strip()
+
+
+def test_unsafe_checks_run_the_same_plugin_on_host_paths(tmp_path: Path) -> None:
+    import deepgrade
+
+    directory = _spec_dir(tmp_path, FACTS.replace("REPO", repr(str(tmp_path / "absent"))))
+    report = _run_checks(tmp_path, directory, unsafe=True)
+    assert report.error is None
+    facts = json.loads(report.checks[0].message)
+    assert facts["deepgrade"] == deepgrade.__file__
+    assert facts["data"] == ["labels.txt"] and facts["data_text"] == "0 1 2"
+    assert facts["artifacts_writable"] is True  # unsafe: nothing is read-only
+
+
+def test_crash_mid_run_keeps_finished_checks_and_sets_error(tmp_path: Path) -> None:
+    directory = _spec_dir(
+        tmp_path,
+        """
+        import os, pytest
+
+        @pytest.mark.points(2)
+        def test_first():
+            pass
+
+        @pytest.mark.points(1)
+        def test_crash():
+            os._exit(3)
+
+        @pytest.mark.points(1)
+        def test_after():
+            pass
+        """,
+    )
+    report = _run_checks(tmp_path, directory, unsafe=True)
+    assert report.error == "the checks did not finish"
+    assert [(c.check_id, c.passed) for c in report.checks] == [
+        ("test_hidden::test_first", True),
+        ("test_hidden::test_crash", False),
+        ("test_hidden::test_after", False),
+    ]
+    assert (report.points, report.max_points) == (2.0, 4.0)
+
+
+def test_timeout_is_reported(tmp_path: Path) -> None:
+    directory = _spec_dir(
+        tmp_path,
+        """
+        import time, pytest
+
+        @pytest.mark.points(1)
+        def test_slow():
+            time.sleep(60)
+        """,
+    )
+    report = _run_checks(tmp_path, directory, unsafe=True, timeout_s=2)
+    assert report.error == "the checks ran past their time limit (2 s)"
+    assert [c.passed for c in report.checks] == [False]
+    assert report.seconds < 20
+
+
+def test_no_results_file_falls_back_to_the_checks_in_source(tmp_path: Path) -> None:
+    directory = _spec_dir(
+        tmp_path,
+        '''
+        import pytest
+
+        @pytest.mark.points(3)
+        def test_one():
+            """First check."""
+
+        @pytest.mark.points(1.5)
+        def test_two():
+            pass
+
+        def helper():
+            pass
+        ''',
+        conftest="import os\nos._exit(5)\n",
+    )
+    report = _run_checks(tmp_path, directory, unsafe=True)
+    assert report.error == "pytest wrote no results (exit status 5)"
+    assert [(c.check_id, c.title, c.max_points, c.passed) for c in report.checks] == [
+        ("test_hidden::test_one", "First check.", 3.0, False),
+        ("test_hidden::test_two", "test_two", 1.5, False),
+    ]
+
+
+def test_unknown_profile_is_the_graders_error(tmp_path: Path) -> None:
+    from deepgrade.checks.runner import run_checks
+    from deepgrade.exercise import load_spec
+
+    directory = _spec_dir(tmp_path, "")
+    with pytest.raises(InputError, match="no profile 'full'"):
+        run_checks(load_spec(directory), "full", tmp_path, [], workdir=tmp_path, unsafe=True)

@@ -190,6 +190,9 @@ class _Recorder:
             check.passed = False
         return report
 
+    def pytest_runtest_logfinish(self) -> None:
+        self.write(complete=False)  # each finished check survives a crash of a later one
+
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         stopped = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         if stopped and not self.errors:
