@@ -1,0 +1,313 @@
+"""Stage 1 inside the sandbox: run one notebook with papermill, then hand back a tar.
+
+A standalone script (stdlib, papermill and nbformat only: deepgrade itself is not importable
+inside the sandbox). It is bound read-only into the sandbox and started by deepgrade.execute.
+
+The result travels as a tar stream on a private file descriptor that only this process holds:
+the descriptor handed in is moved to a close-on-exec copy before the kernel starts, fd 1 is
+pointed at fd 2, and the process makes itself non-dumpable so no other process in the sandbox
+can open it through /proc/<pid>/fd. The tar is written only after every other process in the
+sandbox is dead, so nothing can race the executed notebook or the artifacts it contains.
+
+Errors do not stop the run (allow_errors): later cells can still produce artifacts that earn
+points. A cell that exceeds the cell time limit is interrupted and recorded, and the run goes
+on; the whole-notebook deadline kills the kernel, which ends the run but still sends back
+everything produced so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import io
+import json
+import os
+import signal
+import stat
+import sys
+import tarfile
+import threading
+import time
+import traceback
+from typing import Any
+
+PR_SET_DUMPABLE = 4
+MAX_OUTPUT_BYTES = 1024 * 1024  # one cell output larger than this is replaced by a note
+MAX_DETAIL_CHARS = 300
+TIMEOUT_ENAME = "CellTimeoutError"  # the ename our error_on_timeout reply carries
+
+
+def _private_channel(fd: int) -> int:
+    """Keep the tar channel only here: a close-on-exec copy, and fd 1 -> stderr."""
+    channel = os.dup(fd)  # os.dup makes non-inheritable (close-on-exec) descriptors
+    os.close(fd)
+    os.dup2(2, 1)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    return channel
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= MAX_DETAIL_CHARS else line[: MAX_DETAIL_CHARS - 3] + "..."
+
+
+class Run:
+    """What happened, collected from nbclient's hooks (papermill's own error check treats
+    sys.exit(0) as success, so it is not used for the verdict)."""
+
+    def __init__(self, cell_timeout: int, notebook_timeout: float) -> None:
+        self.cell_timeout = cell_timeout
+        self.notebook_timeout = notebook_timeout
+        self.nb: Any = None
+        self.current: int | None = None  # index in nb.cells of the cell running now
+        self.errors: list[dict[str, Any]] = []  # every failing cell, in order
+        self.ending: tuple[str, str] | None = None  # (verdict, detail) when the run was cut
+        self.notebook_deadline_hit = False
+
+    def code_number(self, index: int | None) -> int | None:
+        """1-based number among the submission's code cells (papermill's injected
+        parameters cell is not the student's and is not counted)."""
+        if index is None or self.nb is None:
+            return None
+        number = 0
+        for cell in self.nb.cells[: index + 1]:
+            tags = cell.get("metadata", {}).get("tags", [])
+            if cell.get("cell_type") == "code" and "injected-parameters" not in tags:
+                number += 1
+        return number
+
+    def on_notebook_start(self, notebook: Any, **_: Any) -> None:
+        self.nb = notebook
+
+    def on_cell_execute(self, cell: Any, cell_index: int, **_: Any) -> None:
+        self.current = cell_index
+
+    def on_cell_error(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
+        content = execute_reply.get("content", {})
+        ename = content.get("ename", "Error")
+        self.errors.append(
+            {
+                "cell": self.code_number(cell_index),
+                "ename": ename,
+                "evalue": _one_line(content.get("evalue", "")),
+                "timeout": ename == TIMEOUT_ENAME,
+            }
+        )
+
+    def end(self, verdict: str, detail: str) -> None:
+        if self.ending is None:
+            self.ending = (verdict, detail)
+
+    def status(self, seconds: float) -> dict[str, Any]:
+        first = self.errors[0] if self.errors else None
+        if first is None:
+            verdict, detail = "graded", "ran to the end without errors"
+        elif first["timeout"]:
+            verdict = "timeout"
+            detail = f"cell {first['cell']} ran longer than the {self.cell_timeout} s cell limit"
+        else:
+            verdict = "cell_error"
+            detail = f"cell {first['cell']} raised {first['ename']}"
+            detail += f": {first['evalue']}" if first["evalue"] else ""
+        if self.ending is not None:  # the run was cut short: say how, and the first error
+            verdict, ending = self.ending
+            detail = ending if first is None else f"{ending}; first error: {detail}"
+        if first is not None:
+            failed = first["cell"]
+        else:  # the cell that was running when the run was cut, if it was
+            failed = self.code_number(self.current) if self.ending is not None else None
+        return {
+            "verdict": verdict,
+            "detail": detail,
+            "failed_cell": failed,
+            "seconds": round(seconds, 3),
+            "errors": self.errors,
+        }
+
+
+def _kill_everything_else(sandboxed: bool) -> None:
+    """Inside the sandbox's PID namespace kill(-1) reaches every process but bwrap's init and
+    us. Outside (unsafe mode) that would hit the whole host, so only our descendants."""
+    if sandboxed and os.getpid() != 1 and _read("/proc/1/comm").strip() == "bwrap":
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        return
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = _read(f"/proc/{name}/stat").rpartition(")")[2].split()
+            if len(fields) > 1:
+                parents[int(name)] = int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _execute(args: argparse.Namespace, run: Run) -> None:
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    timeout_reply = {
+        "ename": TIMEOUT_ENAME,
+        "evalue": f"cell ran longer than {args.cell_timeout} s",
+        "traceback": [],
+    }
+    try:
+        papermill.execute_notebook(
+            args.notebook,
+            None,  # nothing on disk that a student process could rewrite; we keep run.nb
+            parameters=json.loads(args.parameters),
+            kernel_name="python3",
+            cwd=args.cwd,
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            execution_timeout=args.cell_timeout,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout=timeout_reply,
+            on_notebook_start=run.on_notebook_start,
+            on_cell_execute=run.on_cell_execute,
+            on_cell_error=run.on_cell_error,
+        )
+    except PapermillExecutionError:
+        pass  # already recorded by on_cell_error
+    except DeadKernelError:
+        if run.notebook_deadline_hit:
+            run.end("timeout", f"the notebook ran longer than its {run.notebook_timeout:g} s limit")
+        else:
+            cell = run.code_number(run.current)
+            where = f"while running cell {cell}" if cell else "before any cell ran"
+            run.end("kernel_died", f"the kernel died {where} (crash, os._exit or out of memory)")
+    except CellTimeoutError as exc:  # the interrupted cell never finished its output
+        cell = run.code_number(run.current)
+        run.end("timeout", f"cell {cell} ran longer than the {args.cell_timeout} s cell limit")
+        print(f"stage1: {exc!r}", file=sys.stderr)
+    except Exception as exc:  # kernel failed to start, unreadable notebook: not the student's
+        if run.notebook_deadline_hit:
+            run.end("timeout", f"the notebook ran longer than its {run.notebook_timeout:g} s limit")
+        else:
+            run.end("grader_error", _one_line(f"the notebook could not run: {exc!r}"))
+            traceback.print_exc()
+
+
+def _capped_notebook(nb: Any) -> bytes:
+    nbformat: Any = __import__("nbformat")  # untyped library
+
+    for cell in nb.cells:
+        outputs = cell.get("outputs") or []
+        for i, output in enumerate(outputs):
+            size = len(json.dumps(output))
+            if size > MAX_OUTPUT_BYTES:
+                note = f"[output of {size} bytes removed by the grader: over the size limit]\n"
+                outputs[i] = nbformat.v4.new_output("stream", name="stderr", text=note)
+    text: str = nbformat.writes(nb)
+    return text.encode("utf-8")
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_artifacts(tar: tarfile.TarFile, root: str, cap: int) -> list[str]:
+    """Regular files and folders only, in total at most `cap` bytes (a sparse file can claim
+    more than the tmpfs holds); links, FIFOs and devices are skipped and reported."""
+    skipped: list[str] = []
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        rel_folder = os.path.relpath(folder, root)
+        for name in [*sorted(dirs), *sorted(files)]:
+            path = os.path.join(folder, name)
+            rel = os.path.normpath(os.path.join(rel_folder, name))
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                info = tarfile.TarInfo(f"artifacts/{rel}")
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(f"{rel}: not a regular file")
+                continue
+            if total + st.st_size > cap:
+                skipped.append(f"{rel}: over the artifact size limit")
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                info = tarfile.TarInfo(f"artifacts/{rel}")
+                info.size, info.mode, info.mtime = st.st_size, 0o644, int(st.st_mtime)
+                tar.addfile(info, handle)
+            total += st.st_size
+    return skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", required=True)
+    parser.add_argument("--parameters", default="{}", help="JSON object")
+    parser.add_argument("--cell-timeout", type=int, required=True)
+    parser.add_argument("--notebook-timeout", type=float, required=True)
+    parser.add_argument("--artifacts", required=True, help="folder the notebook saves into")
+    parser.add_argument("--artifact-cap", type=int, required=True, help="bytes")
+    parser.add_argument("--cwd", required=True, help="the kernel's working folder")
+    parser.add_argument("--tar-fd", type=int, required=True)
+    parser.add_argument("--sandboxed", action="store_true")
+    args = parser.parse_args(argv)
+
+    channel = _private_channel(args.tar_fd)
+    print("stage1: runner started", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    run = Run(args.cell_timeout, args.notebook_timeout)
+
+    def deadline() -> None:
+        run.notebook_deadline_hit = True
+        _kill_everything_else(args.sandboxed)
+
+    timer = threading.Timer(args.notebook_timeout, deadline)
+    timer.daemon = True
+    timer.start()
+    try:
+        _execute(args, run)
+    finally:
+        timer.cancel()
+        _kill_everything_else(args.sandboxed)
+    if run.notebook_deadline_hit and run.ending is None:
+        run.end("timeout", f"the notebook ran longer than its {args.notebook_timeout:g} s limit")
+    status = run.status(time.monotonic() - start)
+    with os.fdopen(channel, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+        if run.nb is not None:
+            _add_bytes(tar, "executed.ipynb", _capped_notebook(run.nb))
+        status["skipped_artifacts"] = _add_artifacts(tar, args.artifacts, args.artifact_cap)
+        _add_bytes(tar, "status.json", json.dumps(status, indent=1).encode("utf-8"))
+    print(f"stage1: {status['verdict']}: {status['detail']}", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Stage 1: run a submission with papermill in the sandbox and collect what it saved.
+
+The orchestrator side of stage 1. It lays out the sandbox (data read-only at /data, a
+size-capped tmpfs at /artifacts, the notebook and the runner script read-only under
+/opt/deepgrade), starts deepgrade/_stage1_runner.py in it under the resource limits, and turns
+what comes back (a tar of artifacts, executed notebook and status, or nothing) into an
+ExecutionResult. Limits decided outside the sandbox (out of memory, the hard wall-time limit)
+win over whatever the runner reported, since code inside could have influenced the runner.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from deepgrade import limits, sandbox
+from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.results import ExecutionResult, Verdict
+
+RUNNER = Path(__file__).with_name("_stage1_runner.py")
+OPT = "/opt/deepgrade"
+DATA_DIR = "/data"
+ARTIFACT_DIR = "/artifacts"
+MAX_PIDS = 512
+GRACE_S = 30  # past the notebook deadline: the runner's own cleanup and tar
+NOTEBOOK_ALLOWANCE_MB = 64  # executed notebook + status on top of the artifact cap
+LOG_TAIL_CHARS = 4000
+STARTED = b"stage1: runner started"
+PASSTHROUGH_ENV = ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "TF_DETERMINISTIC_OPS")
+MIB = 1024 * 1024
+
+
+def kernel_env(home: str, gpu: str | None = None) -> dict[str, str]:
+    """The whole environment of the runner and kernel: nothing of the grader's leaks in."""
+    venv_bin = str(Path(sys.executable).parent)  # not resolved: the venv's bin, not the base
+    env = {
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "USER": "grader",
+        "LOGNAME": "grader",
+        "LANG": "C.UTF-8",
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ})
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def gpu_device_nodes() -> tuple[str, ...]:
+    """Every NVIDIA device node (control, UVM, MIG caps and the GPUs).
+
+    All GPUs are passed and CUDA_VISIBLE_DEVICES picks the worker's one: CUDA enumerates
+    devices through the driver, and hiding nodes without also masking /proc/driver/nvidia
+    breaks that enumeration.
+    """
+    return tuple(sorted(glob.glob("/dev/nvidia*")))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What the runner needs to know, wherever it runs."""
+
+    params: Mapping[str, Any]
+    cell_timeout_s: int
+    notebook_timeout_s: int
+    cap_bytes: int
+    tar_fd: int
+
+    def argv(
+        self, runner: str, notebook: str, artifacts: str, cwd: str, sandboxed: bool
+    ) -> list[str]:
+        argv = [sys.executable, "-I", "-B", runner, "--notebook", notebook]
+        argv += ["--parameters", json.dumps(dict(self.params))]
+        argv += ["--cell-timeout", str(self.cell_timeout_s)]
+        argv += ["--notebook-timeout", str(self.notebook_timeout_s)]
+        argv += ["--artifacts", artifacts, "--artifact-cap", str(self.cap_bytes)]
+        argv += ["--cwd", cwd, "--tar-fd", str(self.tar_fd)]
+        return argv + (["--sandboxed"] if sandboxed else [])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The command to run and how: argv, its environment and folder, and where it runs."""
+
+    argv: list[str]
+    env: Mapping[str, str] | None
+    cwd: Path | None
+    where: str
+
+
+def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: str | None) -> _Plan:
+    bwrap = sandbox.find_bwrap()
+    if bwrap is None:
+        raise SandboxUnavailable(
+            f"cannot run {notebook} in the sandbox: {sandbox.unavailable_reason()}; "
+            "pass unsafe=True (--unsafe) only for trusted notebooks"
+        )
+    job = replace(job, params={**job.params, "DATA_DIR": DATA_DIR, "ARTIFACT_DIR": ARTIFACT_DIR})
+    runner, submission = f"{OPT}/stage1_runner.py", f"{OPT}/submission.ipynb"
+    inner = job.argv(runner, submission, ARTIFACT_DIR, sandbox.SANDBOX_HOME, sandboxed=True)
+    mounts = [
+        *sandbox.python_mounts(),
+        sandbox.Mount(RUNNER.resolve(), runner),
+        sandbox.Mount(notebook.resolve(), submission),
+        *(sandbox.Mount(path, f"{DATA_DIR}/{path.name}") for path in data),
+    ]
+    spec = sandbox.SandboxSpec(
+        mounts=tuple(mounts),
+        tmpfs=((ARTIFACT_DIR, job.cap_bytes),),
+        env=kernel_env(sandbox.SANDBOX_HOME, gpu),
+        gpu_devices=gpu_device_nodes() if gpu is not None else (),
+    )
+    where = "sandbox: bubblewrap, no network, read-only system and data"
+    return _Plan(sandbox.bwrap_argv(spec, inner, bwrap), None, None, where)
+
+
+def _unsafe_plan(
+    job: _Job, notebook: Path, data: Sequence[Path], gpu: str | None, root: Path
+) -> _Plan:
+    """The same runner on the host, for trusted notebooks: real folders under `root`."""
+    for sub in ("home", "artifacts", "data"):
+        (root / sub).mkdir(parents=True)
+    for path in data:
+        (root / "data" / path.name).symlink_to(path)
+    artifacts, home = root / "artifacts", root / "home"
+    job = replace(
+        job, params={**job.params, "DATA_DIR": str(root / "data"), "ARTIFACT_DIR": str(artifacts)}
+    )
+    argv = job.argv(
+        str(RUNNER), str(notebook.resolve()), str(artifacts), str(home), sandboxed=False
+    )
+    return _Plan(argv, kernel_env(str(home), gpu), home, "no sandbox (unsafe)")
+
+
+def _check_inputs(notebook: Path, data_files: Sequence[Path]) -> list[Path]:
+    if not notebook.is_file():
+        raise InputError(notebook, "notebook to execute does not exist")
+    resolved = [Path(p).resolve() for p in data_files]
+    for original, path in zip(data_files, resolved, strict=True):
+        if not path.exists():
+            raise InputError(original, "data file does not exist")
+    names = [p.name for p in resolved]
+    if len(set(names)) != len(names):
+        raise InputError(resolved[0].parent, f"data files share a name: {names}")
+    return resolved
+
+
+def _clean(workdir: Path) -> None:
+    """Remove what an earlier run of stage 1 left here (only our own outputs)."""
+    for name in ("artifacts", "unsafe"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    for name in ("executed.ipynb", "status.json", "stage1.tar", "stage1.log"):
+        (workdir / name).unlink(missing_ok=True)
+
+
+def extract_results(tar_path: Path, workdir: Path, max_bytes: int) -> tuple[dict[str, Any], str]:
+    """Unpack the runner's tar into workdir: artifacts/, executed.ipynb, status.json.
+
+    Only regular files and folders under those names, at most `max_bytes` in all, through
+    tarfile's "data" filter (no absolute paths, no "..", no links or devices). Returns the
+    status (empty when missing) and a problem description ("" when the tar was complete).
+    """
+    problems: list[str] = []
+    total = 0
+
+    def allowed(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        nonlocal total
+        name = member.name
+        in_artifacts = name == "artifacts" or name.startswith("artifacts/")
+        if not (member.isfile() and name in ("executed.ipynb", "status.json")) and not (
+            in_artifacts and (member.isfile() or member.isdir())
+        ):
+            problems.append(f"refused {name!r}")
+            return None
+        if total + member.size > max_bytes:
+            problems.append(f"refused {name!r}: over the size limit")
+            return None
+        try:
+            member = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as exc:
+            problems.append(f"refused {name!r}: {exc}")
+            return None
+        total += member.size
+        return member
+
+    try:
+        with tarfile.open(tar_path, "r:") as tar:
+            tar.extractall(workdir, filter=allowed)
+    except (OSError, tarfile.TarError) as exc:
+        problems.append(f"incomplete result stream: {exc}")
+    status: dict[str, Any] = {}
+    status_path = workdir / "status.json"
+    if status_path.is_file():
+        try:
+            loaded = json.loads(status_path.read_text(encoding="utf-8"))
+            status = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError) as exc:
+            problems.append(f"unreadable status.json: {exc}")
+    return status, "; ".join(problems)
+
+
+def _tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-LOG_TAIL_CHARS:].decode("utf-8", errors="replace")
+
+
+def _verdict(
+    outcome: limits.ProcessOutcome, status: Mapping[str, Any], problem: str, log: Path,
+    *, memory_mb: int, notebook_timeout_s: int,
+) -> tuple[Verdict, str, int | None]:  # fmt: skip
+    """The verdict: limits seen from outside first, then the runner's status, then why
+    there is none."""
+    failed = status.get("failed_cell")
+    failed = failed if isinstance(failed, int) and not isinstance(failed, bool) else None
+    if outcome.oom_killed:
+        where = f" while running cell {failed}" if failed and not status.get("errors") else ""
+        return Verdict.OUT_OF_MEMORY, f"ran out of memory (limit {memory_mb} MiB){where}", failed
+    if outcome.timed_out:
+        detail = f"the notebook ran longer than its {notebook_timeout_s} s limit and was stopped"
+        return Verdict.TIMEOUT, detail, failed
+    if status:
+        try:
+            verdict = Verdict(str(status.get("verdict")))
+        except ValueError:
+            return Verdict.GRADER_ERROR, f"runner reported {status.get('verdict')!r}", None
+        return verdict, str(status.get("detail", "")), failed
+    try:
+        started = STARTED in log.read_bytes()
+    except OSError:
+        started = False
+    if not started:
+        last = _tail(log).strip().splitlines()
+        reason = last[-1] if last else f"exit status {outcome.returncode}"
+        return Verdict.GRADER_ERROR, f"the sandbox could not start the notebook: {reason}", None
+    detail = f"the run ended without results (exit status {outcome.returncode})"
+    return Verdict.KERNEL_DIED, detail + (f": {problem}" if problem else ""), None
+
+
+def execute_notebook(
+    notebook: Path,
+    *,
+    parameters: Mapping[str, Any],
+    data_files: Sequence[Path],
+    workdir: Path,
+    cell_timeout_s: int,
+    notebook_timeout_s: int,
+    memory_mb: int,
+    artifact_cap_mb: int,
+    unsafe: bool = False,
+    gpu: str | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> ExecutionResult:
+    """Run `notebook` in the sandbox (or, with unsafe=True, without it) and collect the results.
+
+    DATA_DIR and ARTIFACT_DIR are always set here (/data and /artifacts in the sandbox, real
+    folders under workdir in unsafe mode), whatever `parameters` says. Raises
+    SandboxUnavailable when bwrap cannot be used and unsafe is False.
+    """
+    emit = on_event or (lambda _: None)
+    data = _check_inputs(notebook, data_files)
+    workdir = workdir.absolute()  # the unsafe runner works in another folder
+    workdir.mkdir(parents=True, exist_ok=True)
+    _clean(workdir)
+    cap_bytes = artifact_cap_mb * MIB
+    tar_path, log_path = workdir / "stage1.tar", workdir / "stage1.log"
+    with tar_path.open("wb") as tar_out, log_path.open("wb") as log:
+        job = _Job(
+            dict(parameters), cell_timeout_s, notebook_timeout_s, cap_bytes, tar_out.fileno()
+        )
+        if unsafe:
+            plan = _unsafe_plan(job, notebook, data, gpu, workdir / "unsafe")
+        else:
+            plan = _sandbox_plan(job, notebook, data, gpu)
+        emit("running the notebook" + (" WITHOUT the sandbox" if unsafe else " in the sandbox"))
+        outcome = limits.run_limited(
+            plan.argv,
+            timeout_s=notebook_timeout_s + GRACE_S,
+            memory_mb=memory_mb,
+            max_pids=MAX_PIDS,
+            file_size_mb=artifact_cap_mb + NOTEBOOK_ALLOWANCE_MB,
+            stdout=log,
+            stderr=log,
+            env=plan.env,
+            cwd=plan.cwd,
+            pass_fds=(tar_out.fileno(),),
+            rlimit_as=gpu is None,
+        )
+    emit("collecting the artifacts")
+    status, problem = extract_results(tar_path, workdir, cap_bytes + NOTEBOOK_ALLOWANCE_MB * MIB)
+    if not problem:
+        tar_path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "unsafe", ignore_errors=True)  # its artifacts were copied out
+    (workdir / "artifacts").mkdir(exist_ok=True)
+    verdict, detail, failed = _verdict(
+        outcome, status, problem, log_path, memory_mb=memory_mb,
+        notebook_timeout_s=notebook_timeout_s,
+    )  # fmt: skip
+    skipped = status.get("skipped_artifacts") or []
+    log_tail = _tail(log_path)
+    if skipped or problem:
+        log_tail += "\n[deepgrade] " + "; ".join([*map(str, skipped), problem]).strip("; ")
+    executed = workdir / "executed.ipynb"
+    emit(f"stage 1 done: {verdict}")
+    return ExecutionResult(
+        verdict=verdict,
+        detail=detail,
+        artifacts_dir=workdir / "artifacts",
+        executed_notebook=executed if executed.is_file() else None,
+        seconds=outcome.seconds,
+        failed_cell=failed,
+        limits=(
+            plan.where,
+            *outcome.limits,
+            f"cell time {cell_timeout_s} s",
+            f"notebook time {notebook_timeout_s} s",
+            f"artifacts {artifact_cap_mb} MiB",
+        ),
+        sandboxed=not unsafe,
+        log_tail=log_tail,
+    )
