@@ -489,3 +489,26 @@ def test_unknown_profile_is_the_graders_error(tmp_path: Path) -> None:
     directory = _spec_dir(tmp_path, "")
     with pytest.raises(InputError, match="no profile 'full'"):
         run_checks(load_spec(directory), "full", tmp_path, [], workdir=tmp_path, unsafe=True)
+
+
+def test_missing_artifact_folder_fails_every_check_closed(tmp_path: Path) -> None:
+    from deepgrade.checks.runner import run_checks
+    from deepgrade.exercise import load_spec
+
+    directory = _spec_dir(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.points(1)
+        def test_needs_answers(answers):
+            pass
+        """,
+    )
+    report = run_checks(
+        load_spec(directory), "smoke", tmp_path / "never-made", [], workdir=tmp_path / "work"
+    )
+    assert report.error is None
+    assert [c.message for c in report.checks] == [
+        "missing artifact answers.json: the locked cell that saves it did not run"
+    ]
