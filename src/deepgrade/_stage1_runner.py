@@ -179,6 +179,7 @@ def _execute(args: argparse.Namespace, run: Run) -> None:
             None,  # nothing on disk that a student process could rewrite; we keep run.nb
             parameters=json.loads(args.parameters),
             kernel_name="python3",
+            language="python",  # a notebook with stripped metadata still runs
             cwd=args.cwd,
             progress_bar=False,
             log_output=False,
