@@ -76,7 +76,10 @@ def verify(name: str, directory: Path) -> None:
     dataset = get(name)
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(directory, f"no such folder (expected one holding {dataset.files})")
+        what = "not a folder" if directory.exists() else "no such folder"
+        raise InputError(
+            directory, f"{what}: expected the folder holding {' and '.join(dataset.files)}"
+        )
     dataset.verify(directory)
 
 
