@@ -136,3 +136,18 @@ def test_cgroups_are_removed_after_the_run(tmp_path: Path) -> None:
         p for place in places for p in place.glob(f"{limits.PARENT_NAME}/run-{os.getpid()}-*")
     ]
     assert leftovers == []
+
+
+def test_concurrent_runs_from_threads(tmp_path: Path) -> None:
+    """Workers are threads: runs started at once each get their own limits and finish."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> ProcessOutcome:
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        return _run(folder, "import time; time.sleep(0.2)")[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, range(8)))
+    assert [o.returncode for o in outcomes] == [0] * 8
+    assert not any(o.timed_out or o.oom_killed for o in outcomes)

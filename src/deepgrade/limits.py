@@ -123,8 +123,9 @@ class _Cgroup:
         mib = memory_bytes // MIB
         limits = []
         if _write(child / "memory.max", str(memory_bytes)):
+            # memory.oom.group stays 0: the OOM killer takes the biggest process (the kernel)
+            # and the runner survives to send back the artifacts saved so far.
             swap = _write(child / "memory.swap.max", "0")
-            _write(child / "memory.oom.group", "1")  # an OOM kill takes the whole sandbox down
             limits.append(f"memory {mib} MiB (cgroup v2{', swap off' if swap else ''})")
         if _write(child / "pids.max", str(max_pids)):
             limits.append(f"processes {max_pids} (cgroup v2 pids)")
@@ -168,10 +169,25 @@ class _Cgroup:
     def limits_memory(self) -> bool:
         return any(text.startswith("memory") for text in self.limits)
 
-    def join(self) -> None:
-        """Move the calling process in (runs in the child between fork and exec)."""
-        for directory in self.dirs:
-            (directory / "cgroup.procs").write_text(str(os.getpid()))
+    def joiner(self) -> Callable[[], None]:
+        """A function moving the calling process in, for the child between fork and exec.
+
+        It only makes system calls on values prepared here: the orchestrator runs workers in
+        threads, and Python code that takes a lock (imports, logging, codecs) could deadlock
+        in a child forked while another thread held it.
+        """
+        files = [os.fsencode(directory / "cgroup.procs") for directory in self.dirs]
+
+        def join() -> None:
+            pid = b"%d" % os.getpid()
+            for path in files:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+
+        return join
 
     def pids(self) -> set[int]:
         found: set[int] = set()
@@ -277,9 +293,11 @@ def run_limited(
     limits += [f"file size {file_size_mb} MiB (RLIMIT_FSIZE)", "core dumps off"]
     fsize = file_size_mb * MIB
 
-    def in_child() -> None:
-        if cgroup is not None:
-            cgroup.join()
+    join = cgroup.joiner() if cgroup is not None else None
+
+    def in_child() -> None:  # system calls only: see _Cgroup.joiner
+        if join is not None:
+            join()
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         if use_rlimit_as:
