@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from deepgrade import execute, sandbox
@@ -100,6 +101,25 @@ def test_the_first_error_is_reported(
     assert result.failed_cell == 4
     assert result.detail == "cell 4 raised ZeroDivisionError: division by zero"
     assert _artifact(result, "later.json") == 2
+    assert result.executed_notebook is not None
+    executed = nbformat.read(result.executed_notebook, as_version=4)
+    errors = [o.ename for c in executed.cells for o in c.get("outputs", []) if "ename" in o]
+    assert errors == ["ZeroDivisionError", "NameError"]
+
+
+def test_an_error_the_author_expects_is_not_a_failure(
+    bwrap: str, make_notebook: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = make_notebook([SAVE, "raise ValueError('expected')", "save('later.json', 9)"])
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].metadata["tags"] = ["raises-exception"]
+    nbformat.write(nb, path)
+    result = execute_notebook(
+        path, parameters={}, data_files=[], workdir=tmp_path / "work", cell_timeout_s=20,
+        notebook_timeout_s=60, memory_mb=1024, artifact_cap_mb=4,
+    )  # fmt: skip
+    assert result.verdict is Verdict.GRADED, result
+    assert _artifact(result, "later.json") == 9
 
 
 def test_os_exit_kills_the_kernel(

@@ -85,6 +85,8 @@ class Run:
         self.current = cell_index
 
     def on_cell_error(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
+        if "raises-exception" in cell.get("metadata", {}).get("tags", []):
+            return  # the author marked this error as expected (nbclient's own convention)
         content = execute_reply.get("content", {})
         ename = content.get("ename", "Error")
         self.errors.append(
@@ -186,6 +188,7 @@ def _execute(args: argparse.Namespace, run: Run) -> None:
             request_save_on_cell_execute=False,
             execution_timeout=args.cell_timeout,
             allow_errors=True,
+            coalesce_streams=True,  # progress bars (\r, \b) stay short in the feedback
             interrupt_on_timeout=True,
             error_on_timeout=timeout_reply,
             on_notebook_start=run.on_notebook_start,
