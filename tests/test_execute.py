@@ -146,7 +146,7 @@ def test_an_endless_cell_times_out_and_later_cells_run(
     assert result.failed_cell == 3
     assert result.detail == "cell 3 ran longer than the 2 s cell limit"
     assert _artifact(result, "later.json") == 3
-    assert time.monotonic() - start < 2 + 10  # kernel start and the interrupt
+    assert time.monotonic() - start < 2 + 25  # kernel start (slow on a loaded CI box), interrupt
 
 
 def test_the_whole_notebook_deadline_keeps_earlier_artifacts(
@@ -155,7 +155,7 @@ def test_the_whole_notebook_deadline_keeps_earlier_artifacts(
     cells = ["save('early.json', 4)", "import time\ntime.sleep(120)", "save('later.json', 5)"]
     start = time.monotonic()
     result = _run(make_notebook, tmp_path, cells, notebook_timeout_s=6)
-    assert time.monotonic() - start < 6 + 10
+    assert time.monotonic() - start < 6 + 25  # well under the 36 s hard limit outside
     assert result.verdict is Verdict.TIMEOUT
     assert "the notebook ran longer than its 6 s limit" in result.detail
     assert result.failed_cell == 4
