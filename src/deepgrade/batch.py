@@ -115,11 +115,12 @@ def grade_folder(
     unsafe: bool,
     force: bool,
     as_json: bool,
+    cell_timeout_s: int | None = None,
+    workdir: Path | None = None,
 ) -> int:
     console = Console(stderr=as_json)
-    settings = batch_settings(
-        project, exercise, profile, project.root / ".deepgrade" / "runs", unsafe
-    )
+    runs = workdir or project.root / ".deepgrade" / "runs"
+    settings = batch_settings(project, exercise, profile, runs, unsafe, cell_timeout_s)
     found = discover(folder, settings.spec.notebook)
     for problem in found.problems:
         console.print(f"[yellow]skipped: {problem}[/]")
