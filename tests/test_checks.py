@@ -512,3 +512,26 @@ def test_missing_artifact_folder_fails_every_check_closed(tmp_path: Path) -> Non
     assert [c.message for c in report.checks] == [
         "missing artifact answers.json: the locked cell that saves it did not run"
     ]
+
+
+def test_measurements_reach_the_results_file_without_changing_points(
+    pytester: pytest.Pytester,
+) -> None:
+    from deepgrade.checks import read_measurements
+
+    directory = _exercise(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.points(2)
+        def test_accuracy(measure):
+            '''Accuracy'''
+            measure("test_accuracy", 0.25)
+            assert 0.25 >= 0.5, "too low"
+        """,
+    )
+    checks, error, _ = _run(pytester, directory)
+    assert error is None
+    assert checks["test_accuracy"].points == 0.0
+    assert read_measurements(pytester.path / "out" / "results.json") == {"test_accuracy": 0.25}

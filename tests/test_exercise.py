@@ -92,3 +92,29 @@ def test_unknown_profile(tmp_path: Path) -> None:
     spec = load_spec(write_spec(tmp_path, GOOD))
     with pytest.raises(InputError, match="no profile 'full'"):
         spec.profile("full")
+
+
+def test_drafts_are_left_out_of_every_exercise(tmp_path: Path) -> None:
+    (tmp_path / "source").mkdir()
+    for name, extra in (("done", ""), ("wip", "draft = true\n")):
+        (tmp_path / "autograder" / name).mkdir(parents=True)
+        text = GOOD.replace('name = "ex"', f'name = "{name}"\n{extra}')
+        (tmp_path / "autograder" / name / "spec.toml").write_text(text)
+    project = Project(tmp_path)
+    assert project.exercise_names() == ["done"]
+    assert project.exercise_names(include_drafts=True) == ["done", "wip"]
+    assert load_exercise(project.autograder, "wip").draft
+
+
+def test_profile_data_sizes(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "[hidden]", "[profiles.smoke.data_sizes]\nsigns = { n_train = 64 }\n\n[hidden]"
+    )
+    spec = load_spec(write_spec(tmp_path, text))
+    assert spec.profile("smoke").data_sizes["signs"]["n_train"] == 64
+    bad = GOOD.replace(
+        "[hidden]", "[profiles.smoke.data_sizes]\nsigns = { n_train = 0 }\n\n[hidden]"
+    )
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(InputError, match="data_sizes"):
+        load_spec(write_spec(tmp_path / "bad", bad))

@@ -33,12 +33,25 @@ def default_gradebook(project: Project) -> Path:
 
 
 def data_files(spec: ExerciseSpec, profile: str) -> tuple[Path, ...]:
-    """The profile's data files: synthetic ones are made on first use, real ones imported."""
-    variant = spec.profile(profile).data
+    """The profile's data and model files, mounted read-only at /data in both stages.
+
+    Synthetic look-alikes (at the profile's sizes) are made on first use, real files must have
+    been imported; the models an exercise reads are resolved the same way.
+    """
+    settings = spec.profile(profile)
     files: list[Path] = []
     for name in spec.datasets:
-        directory = datasets.ensure(name, variant, cache_dir())
+        sizes = settings.data_sizes.get(name)
+        if sizes:
+            directory = datasets.ensure(name, settings.data, cache_dir(), sizes=dict(sizes))
+        else:
+            directory = datasets.ensure(name, settings.data, cache_dir())
         files.extend(directory / filename for filename in datasets.FILES[name])
+    if spec.models:
+        from deepgrade import models
+
+        for name in spec.models:
+            files.append(models.ensure(name, profile, cache_dir()))
     return tuple(files)
 
 

@@ -34,6 +34,11 @@ class ProfileSpec:
     artifact_cap_mb: int
     thresholds: Mapping[str, float]
     gpus: float = 0.0  # fraction of a GPU a worker needs (0: CPU is fine)
+    # Sizes of the synthetic look-alikes per data set (smoke runs on small ones), e.g.
+    # {"cifar10": {"n_train": 2000, "n_test": 500}}; empty: the real files' sizes.
+    data_sizes: Mapping[str, Mapping[str, int]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ class ExerciseSpec:
     # Values the student never sees (n-values, label arrays...): used by the grade-time cells
     # (rendered into the grader's copy only) and by the hidden checks.
     hidden: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Trained models the notebook reads, mounted read-only beside the data (e.g. resnet1).
+    models: tuple[str, ...] = ()
+    # An exercise under construction: loadable by name, left out of "every exercise" (demo,
+    # check-solutions, release --check) until it is complete.
+    draft: bool = False
 
     def profile(self, name: str) -> ProfileSpec:
         try:
@@ -94,8 +104,16 @@ def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
         if value <= 0:
             raise InputError(path, f"{where}: {key} must be positive, got {value}")
     gpus = float(table.get("gpus", 0.0))
+    sizes = table.get("data_sizes", {})
+    if not isinstance(sizes, dict) or not all(
+        isinstance(v, dict)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v.values())
+        for v in sizes.values()
+    ):
+        raise InputError(path, f"{where}: data_sizes must map data sets to positive integers")
     return ProfileSpec(
         name=name,
+        data_sizes=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sizes.items()}),
         parameters=MappingProxyType(dict(parameters)),
         data=data,
         thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
@@ -133,6 +151,8 @@ def load_spec(directory: Path) -> ExerciseSpec:
         artifacts=tuple(_require(raw, "artifacts", list, path, "top level")),
         gradetime_cells=gradetime_path,
         hidden=MappingProxyType(dict(raw.get("hidden", {}))),
+        models=tuple(raw.get("models", ())),
+        draft=bool(raw.get("draft", False)),
         profiles=MappingProxyType(
             {pname: _profile(pname, table, path) for pname, table in profiles_raw.items()}
         ),

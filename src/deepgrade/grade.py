@@ -155,5 +155,6 @@ def grade_submission(
         stage1_seconds=round(stage1.seconds, 2),
         stage2_seconds=round(stage2_seconds, 2),
         limits=stage1.limits,
+        measurements=report.measurements,
         extra={"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {},
     )

@@ -9,6 +9,7 @@ else `~/.cache/deepgrade`: data never goes into git.
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,14 @@ class Project:
     def datasets(self) -> Path:
         return self.root / "datasets"
 
-    def exercise_names(self) -> list[str]:
-        """Exercises are the folders of autograder/ that hold a spec.toml."""
-        return sorted(p.parent.name for p in self.autograder.glob("*/spec.toml"))
+    def exercise_names(self, include_drafts: bool = False) -> list[str]:
+        """Exercises are the folders of autograder/ that hold a spec.toml; drafts (specs with
+        `draft = true`, still being written) only when asked for."""
+        names = []
+        for spec in sorted(self.autograder.glob("*/spec.toml")):
+            if include_drafts or not _is_draft(spec):
+                names.append(spec.parent.name)
+        return names
 
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
@@ -58,6 +64,13 @@ class Project:
             f"{here}: not inside a deepgrade course repository (no autograder/ and source/ "
             "folders here or above); pass --root or set DEEPGRADE_ROOT"
         )
+
+
+def _is_draft(spec: Path) -> bool:
+    try:
+        return bool(tomllib.loads(spec.read_text(encoding="utf-8")).get("draft", False))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # a broken spec is not hidden: loading it reports the problem
 
 
 def cache_dir() -> Path:

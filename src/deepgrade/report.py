@@ -5,6 +5,7 @@ Kept apart from grading so the grader's output format can change without touchin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -13,26 +14,43 @@ from rich.table import Table
 from deepgrade.results import SubmissionResult, Verdict
 
 _VERDICT_STYLE = {Verdict.GRADED: "green", Verdict.GRADER_ERROR: "bold red"}
+_CELL = re.compile(r"\bcell (\d+)")
+
+
+def lost_summary(result: SubmissionResult, shown: int = 3) -> str:
+    """The checks a submission lost points on, short enough for one table cell."""
+    failed = [
+        c.check_id.split("::")[-1].removeprefix("test_") for c in result.checks if not c.passed
+    ]
+    if not failed:
+        return "-"
+    if len(failed) == len(result.checks):
+        return "all checks"
+    more = f", +{len(failed) - shown} more" if len(failed) > shown else ""
+    return ", ".join(failed[:shown]) + more
+
+
+def verdict_label(result: SubmissionResult) -> str:
+    match = _CELL.search(result.detail)
+    where = f" (cell {match.group(1)})" if match and result.verdict is not Verdict.GRADED else ""
+    return f"{result.verdict}{where}"
 
 
 def results_table(results: Sequence[SubmissionResult], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("student")
+    table.add_column("student", overflow="fold")
     table.add_column("points", justify="right")
     table.add_column("verdict")
-    table.add_column("lost points on", overflow="fold", max_width=60)
+    table.add_column("lost points on", overflow="fold")
     table.add_column("run s", justify="right")
     table.add_column("check s", justify="right")
     for result in results:
-        failed = ", ".join(c.check_id.split("::")[-1] for c in result.checks if not c.passed)
-        verdict = str(result.verdict)
-        if result.verdict is not Verdict.GRADED:
-            verdict += f" ({result.detail[:60]})" if result.detail else ""
+        style = _VERDICT_STYLE.get(result.verdict, "yellow")
         table.add_row(
             result.student,
             f"{result.points:g}/{result.max_points:g}",
-            f"[{_VERDICT_STYLE.get(result.verdict, 'yellow')}]{verdict}[/]",
-            failed or "-",
+            f"[{style}]{verdict_label(result)}[/]",
+            lost_summary(result),
             f"{result.stage1_seconds:.1f}",
             f"{result.stage2_seconds:.1f}",
         )

@@ -62,6 +62,7 @@ class CheckReport:
     checks: tuple[CheckResult, ...]
     seconds: float
     error: str | None = None  # set when the checks themselves could not run
+    measurements: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy
 
     @property
     def points(self) -> float:
@@ -88,6 +89,7 @@ class SubmissionResult:
     unsafe: bool = False  # graded without the sandbox (trusted solution regression only)
     limits: tuple[str, ...] = ()
     source_path: str = ""
+    measurements: dict[str, float] = field(default_factory=dict)  # what the checks measured
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -7,7 +7,8 @@ reader (the orchestrator) cannot drift apart, and reading it costs no pytest imp
 
 Results file (JSON, written atomically, first right after collection, then at the end):
     {"version": 1, "complete": bool, "error": str | null,
-     "checks": [{"check_id", "title", "points", "max_points", "passed", "message"}, ...]}
+     "checks": [{"check_id", "title", "points", "max_points", "passed", "message"}, ...],
+     "measurements": {name: number}}   # what the checks measured, e.g. the test accuracy
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ RESULTS_VERSION = 1
 
 
 def write_results(
-    path: Path, checks: Sequence[CheckResult], *, error: str | None, complete: bool
+    path: Path,
+    checks: Sequence[CheckResult],
+    *,
+    error: str | None,
+    complete: bool,
+    measurements: Mapping[str, float] | None = None,
 ) -> None:
     """Replace `path` atomically, so a reader never sees half a file even if pytest dies."""
     data = {
@@ -35,6 +41,7 @@ def write_results(
         "complete": complete,
         "error": error,
         "checks": [asdict(check) for check in checks],
+        "measurements": dict(measurements or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".results-", dir=path.parent)
@@ -61,6 +68,21 @@ def _check(raw: Any, path: Path) -> CheckResult:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(path, f"a check entry is malformed ({exc})") from None
+
+
+def read_measurements(path: Path) -> dict[str, float]:
+    """The numbers the checks measured (empty when there are none or they are malformed)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")).get("measurements", {})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in raw.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def read_results(path: Path) -> tuple[tuple[CheckResult, ...], str | None, bool]:

@@ -132,6 +132,7 @@ class _Recorder:
         self.exercise_dir = exercise_dir
         self.checks: dict[str, _Check] = {}  # by nodeid, in collection order
         self.errors: list[str] = []
+        self.measurements: dict[str, float] = {}
 
     def write(self, *, complete: bool) -> None:
         if self.results is None:
@@ -148,7 +149,9 @@ class _Recorder:
             for c in self.checks.values()
         ]
         error = "; ".join(self.errors) or (None if complete else "the checks did not finish")
-        write_results(self.results, checks, error=error, complete=complete)
+        write_results(
+            self.results, checks, error=error, complete=complete, measurements=self.measurements
+        )
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         problems = []
@@ -331,3 +334,16 @@ def threshold(profile: ProfileSpec, spec: ExerciseSpec) -> Callable[[str], float
             ) from None
 
     return get
+
+
+@pytest.fixture
+def measure(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
+    """Record a number the check measured (e.g. the test accuracy) for the gradebook and for
+    threshold calibration; it never changes the points."""
+    recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
+
+    def record(name: str, value: float) -> None:
+        if isinstance(recorder, _Recorder):
+            recorder.measurements[name] = float(value)
+
+    return record

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import deepgrade
-from deepgrade.checks import read_results
+from deepgrade.checks import read_measurements, read_results
 from deepgrade.errors import InputError, SandboxUnavailable
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
@@ -256,4 +256,4 @@ def run_checks(
         return CheckReport(tuple(static_checks(spec.directory)), seconds, error)
     if not complete or problem:
         error = problem or error or "the checks did not finish"
-    return CheckReport(checks, seconds, error)
+    return CheckReport(checks, seconds, error, read_measurements(results))
