@@ -121,10 +121,14 @@ def test_history(history: dict[str, list[float]], profile: ProfileSpec) -> None:
 
 @pytest.mark.points(3)
 def test_test_accuracy(
-    predicted: np.ndarray, signs: Any, threshold: Callable[[str], float]
+    predicted: np.ndarray,
+    signs: Any,
+    threshold: Callable[[str], float],
+    measure: Callable[[str, float], None],
 ) -> None:
     """The trained model's accuracy on the grader's test set"""
     accuracy = float(np.mean(predicted == signs.y_test))
+    measure("test_accuracy", accuracy)
     required = threshold("test_accuracy")
     assert accuracy >= required, (
         f"your trained model classifies {accuracy:.1%} of the grader's test images correctly, "
