@@ -14,12 +14,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from deepgrade import datasets
-from deepgrade.batch import batch_settings, run_with_progress
+from deepgrade.batch import batch_settings, data_files, run_with_progress
 from deepgrade.exercise import load_exercise
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.gradebook import Gradebook
-from deepgrade.project import Project, cache_dir
+from deepgrade.project import Project
 from deepgrade.release import release_exercise
 from deepgrade.report import print_results
 from deepgrade.results import SubmissionResult
@@ -47,11 +46,10 @@ def run_demo(project: Project, *, workdir: Path | None, workers: int, unsafe: bo
     if workdir.exists():
         shutil.rmtree(workdir)
     exercises = project.exercise_names()
-    console.rule("1. synthetic data (real file formats)")
-    for name in sorted(
-        {d for ex in exercises for d in load_exercise(project.autograder, ex).datasets}
-    ):
-        console.print(f"{name}: {datasets.ensure(name, 'synth', cache_dir())}")
+    console.rule("1. synthetic data and models (real file formats, smoke sizes)")
+    for exercise in exercises:
+        files = data_files(load_exercise(project.autograder, exercise), "smoke")
+        console.print(f"{exercise}: {', '.join(sorted({str(f.parent) for f in files}))}")
     console.rule("2. release student notebooks and reference solutions")
     for exercise in exercises:
         for path in release_exercise(project, exercise):
