@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deepgrade import notebooks
 from deepgrade.errors import DeepgradeError, InputError
@@ -112,14 +113,20 @@ def grade_submission(
     work = settings.workdir / f"{submission.student}-{content_hash[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     notify = on_stage or (lambda _stage: None)
-    base = {
-        "student": submission.student,
-        "exercise": settings.spec.name,
-        "profile": settings.profile,
-        "content_hash": content_hash,
-        "unsafe": settings.unsafe,
-        "source_path": str(submission.path),
-    }
+
+    def result(verdict: Verdict, detail: str, **rest: Any) -> SubmissionResult:
+        return SubmissionResult(
+            student=submission.student,
+            exercise=settings.spec.name,
+            profile=settings.profile,
+            content_hash=content_hash,
+            verdict=verdict,
+            detail=detail,
+            unsafe=settings.unsafe,
+            source_path=str(submission.path),
+            **rest,
+        )
+
     try:
         notify("execute")
         stage1 = run_stage1(submission, settings, work)
@@ -136,21 +143,15 @@ def grade_submission(
         )
         stage2_seconds = time.perf_counter() - started
     except DeepgradeError as exc:
-        return SubmissionResult(
-            **base,
-            verdict=Verdict.GRADER_ERROR,
-            detail=str(exc),
-            checks=(),
-            stage1_seconds=0.0,
-            stage2_seconds=0.0,
+        return result(
+            Verdict.GRADER_ERROR, str(exc), checks=(), stage1_seconds=0.0, stage2_seconds=0.0
         )
     verdict, detail = _verdict(stage1, missing)
     if report.error:
         verdict, detail = Verdict.GRADER_ERROR, f"hidden checks could not run: {report.error}"
-    return SubmissionResult(
-        **base,
-        verdict=verdict,
-        detail=detail,
+    return result(
+        verdict,
+        detail,
         checks=report.checks,
         stage1_seconds=round(stage1.seconds, 2),
         stage2_seconds=round(stage2_seconds, 2),
