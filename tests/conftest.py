@@ -37,5 +37,5 @@ def bwrap() -> str:
 
     path = find_bwrap()
     if path is None:
-        pytest.skip(f"needs a working bubblewrap: {unavailable_reason()}")
+        pytest.skip(reason=f"needs a working bubblewrap: {unavailable_reason()}")
     return path

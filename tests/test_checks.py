@@ -141,7 +141,7 @@ def test_messages_never_show_code_or_tracebacks(pytester: pytest.Pytester) -> No
 
         @pytest.mark.points(1)
         def test_skipped():
-            pytest.skip("not today")
+            pytest.skip(reason="not today")
         """,
     )
     checks, error, _ = _run(pytester, directory, {"answers.json": '{"x": 1}'})

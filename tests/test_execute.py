@@ -192,7 +192,7 @@ def test_a_fork_bomb_is_contained(
     result = _run(make_notebook, tmp_path, [bomb, "save('later.json', 7)"])
     limit = " ".join(result.limits)
     if "processes 40 (cgroup" not in limit:
-        pytest.skip("no pids cgroup on this host: the process count is not limited")
+        pytest.skip(reason="no pids cgroup on this host: the process count is not limited")
     assert result.verdict is Verdict.CELL_ERROR and "BlockingIOError" in result.detail
     assert _artifact(result, "later.json") == 7  # the kernel itself survived
     leftovers = [

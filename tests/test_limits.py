@@ -126,7 +126,7 @@ def test_passed_fds_reach_the_child(tmp_path: Path) -> None:
 def test_cgroups_are_removed_after_the_run(tmp_path: Path) -> None:
     outcome, _ = _run(tmp_path, "pass")
     if not any("cgroup" in text for text in outcome.limits):
-        pytest.skip("no writable cgroups on this host: nothing to clean up")
+        pytest.skip(reason="no writable cgroups on this host: nothing to clean up")
     places = [
         *limits._parent_candidates(limits.CGROUP_ROOT, ""),
         *limits._parent_candidates(limits.CGROUP_ROOT / "memory", "memory"),
