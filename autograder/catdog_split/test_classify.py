@@ -1,0 +1,61 @@
+"""Exercise 5: classify_file, judged on hidden image files.
+
+The grade-time cell wrote images of the grader's test set (dogs and cats chosen by a hidden
+seed) as PNG files, as OpenCV writes them (BGR), and saved what classify_file answered with the
+saved model. The grader predicts the same images with the same model, as the notebook feeds its
+network (RGB, [-0.5, 0.5]); reading the colours in the wrong order or scaling differently
+changes the answers even though no error is raised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import NAMES, hidden_classify_indices, scale
+
+AGREEMENT = 0.9  # PNG is lossless: the right function agrees on every image but a near-tie
+
+
+@pytest.mark.points(3)
+def test_classify_file(
+    artifact: Callable[[str], Path],
+    load_model: Callable[[str], Any],
+    catsdogs: Any,
+    hidden: Any,
+) -> None:
+    """classify_file reads the saved model and an image file and answers "dog" or "cat\""""
+    try:
+        given = json.loads(artifact("hidden_classify.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pytest.fail("hidden_classify.json is not readable", pytrace=False)
+    chosen = hidden_classify_indices(
+        catsdogs.raw_test_y, int(hidden["classify_seed"]),
+        int(hidden["classify_images"]),
+    )
+    model = load_model("model.keras")
+    predicted = np.argmax(model.predict(scale(catsdogs.raw_test_x[chosen]), verbose=0), axis=1)
+    expected = [NAMES[int(p)] for p in predicted]
+    assert isinstance(given, list) and len(given) == len(expected), (
+        "hidden_classify.json does not hold one answer per image: the notebook stopped early"
+    )
+    answers = [a.strip().lower() if isinstance(a, str) else None for a in given]
+    failed = sum(a is None for a in answers)
+    assert failed < len(answers), (
+        "classify_file raised an error on every image file the grader gave it: it must read "
+        "the model with keras.saving.load_model(model_path), the image with "
+        "cv2.imread(image_path) and return the string 'dog' or 'cat'"
+    )
+    odd = sum(a is not None and a not in NAMES for a in answers)
+    assert not odd, "classify_file must return the string 'dog' or 'cat', nothing else"
+    agreement = float(np.mean([a == e for a, e in zip(answers, expected, strict=True)]))
+    assert agreement >= AGREEMENT, (
+        f"classify_file's answers agree with your saved model's own predictions on only "
+        f"{agreement:.0%} of the grader's image files: cv2.imread gives BGR colours (convert "
+        "to RGB), scale the pixels as AX (/ 255 - 0.5), add a batch axis, and answer 'dog' "
+        "for class 0, 'cat' for class 1"
+    )
