@@ -1,0 +1,20 @@
+# Grade-time cells for fashion_vgg: appended by the grader to its own copy of the submission,
+# after every student and locked cell, and never released. `HIDDEN` is rendered by the grader
+# from spec.toml's [hidden] table. They only call the student's functions and save what those
+# return; the hidden checks (stage 2) judge the saved artifacts.
+
+# %%
+import os as _dg_os
+
+import numpy as _dg_np
+
+# Images the student never saw: random pixels, none black, so a moved or resized image shows.
+_dg_seed, _dg_count = HIDDEN["pad_seed"], HIDDEN["pad_count"]  # noqa: F821
+_dg_rng = _dg_np.random.default_rng(_dg_seed)
+_dg_images = _dg_rng.integers(1, 256, size=(_dg_count, 28, 28), dtype=_dg_np.uint8)
+_dg_padded = _dg_np.asarray(pad_images(_dg_images.copy()))  # noqa: F821 (student's function)
+_dg_np.save(_dg_os.path.join(ARTIFACT_DIR, "hidden_padded.npy"), _dg_padded, allow_pickle=False)  # noqa: F821
+
+# %%
+_dg_path = _dg_os.path.join(ARTIFACT_DIR, "hidden_vgg.keras")  # noqa: F821
+build_vgg(HIDDEN["width"]).save(_dg_path)  # noqa: F821 (student's function)
