@@ -122,7 +122,9 @@ def test_synth_refuses_bad_sizes(tmp_path: Path, kwargs: dict[str, int], message
 
 
 def test_unknown_data_set_is_named() -> None:
-    with pytest.raises(DeepgradeError, match=r"unknown data set 'mnist' \(known: signs\)"):
+    with pytest.raises(
+        DeepgradeError, match=r"unknown data set .mnist. \(known: cifar10, fashion_mnist, signs\)"
+    ):
         datasets.get("mnist")
 
 

@@ -1,4 +1,7 @@
-"""The data cache: `cache/<name>/synth/` and `cache/<name>/real/`, filled atomically.
+"""The data cache: `cache/<name>/synth/`, `cache/<name>/synth-<sizes>/` and `cache/<name>/real/`.
+
+Entries are filled atomically. `synth-<sizes>` (e.g. `synth-n_test1000-n_train5000`) holds a
+look-alike at a profile's smaller sizes (`data_sizes` in a spec), beside the default one.
 
 Several graders (local workers, Ray tasks on one node) may ask for the same entry at once, and
 a grader may be killed while writing one. So an entry is built in a temporary folder beside
@@ -18,9 +21,10 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 
 from deepgrade.datasets._registry import Dataset
 from deepgrade.errors import DeepgradeError, InputError
@@ -37,6 +41,26 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5(path: Path) -> str:
+    """The md5 of a file: what CIFAR-10 and Fashion-MNIST publish for their files."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_md5(path: Path, expected: str, official: str) -> None:
+    """InputError(path, ...) unless `path` has the md5 published for the official `official`."""
+    found = md5(path)
+    if found != expected:
+        raise InputError(
+            path,
+            f"md5 {found} differs from the published {expected} of {official}: not the official "
+            "file (another version, or damaged in transfer); download it again",
+        )
 
 
 def write_sums(directory: Path, files: Sequence[str]) -> None:
@@ -107,39 +131,54 @@ def _build(folder: Path, entry: str, fill: Callable[[Path], None]) -> Path:
     return final
 
 
-def _recipe(dataset: Dataset) -> dict[str, object]:
+def entry_name(dataset: Dataset, sizes: Mapping[str, int] | None = None) -> str:
+    """`synth` for the default sizes, else `synth-<sizes>`: `synth-n_test1000-n_train5000`."""
+    merged = {**dataset.sizes, **(sizes or {})}
+    if merged == dict(dataset.sizes):
+        return "synth"
+    return "synth-" + "-".join(f"{key}{merged[key]}" for key in sorted(merged))
+
+
+def _recipe(dataset: Dataset, sizes: Mapping[str, int] | None = None) -> dict[str, object]:
     return {
         "dataset": dataset.name,
         "recipe_version": dataset.recipe_version,
         "seed": 0,
-        "sizes": dict(dataset.sizes),
+        "sizes": {**dataset.sizes, **(sizes or {})},
     }
 
 
-def _synth_is_current(dataset: Dataset, entry: Path) -> bool:
+def _synth_is_current(dataset: Dataset, entry: Path, sizes: Mapping[str, int] | None) -> bool:
     try:
         recorded = json.loads((entry / RECIPE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return recorded == _recipe(dataset) and not changed_files(entry, dataset.files)
+    return recorded == _recipe(dataset, sizes) and not changed_files(entry, dataset.files)
 
 
-def ensure_synth(dataset: Dataset, cache: Path) -> Path:
-    """`cache/<name>/synth/`: the default look-alike, made once (atomically) and then reused."""
+def ensure_synth(dataset: Dataset, cache: Path, sizes: Mapping[str, int] | None = None) -> Path:
+    """The look-alike at `sizes` (default: the real files' sizes), made once (atomically) and
+    then reused: `cache/<name>/synth/`, or `cache/<name>/synth-<sizes>/` for other sizes.
+
+    `sizes` must already be checked (deepgrade.datasets.ensure does): known keys, ints >= 1.
+    """
     folder = Path(cache) / dataset.name
-    entry = folder / "synth"
-    if _synth_is_current(dataset, entry):
+    name = entry_name(dataset, sizes)
+    entry = folder / name
+    if _synth_is_current(dataset, entry, sizes):
         return entry
     with _locked(folder):
-        if _synth_is_current(dataset, entry):  # another process built it while we waited
+        if _synth_is_current(dataset, entry, sizes):  # built by another process while we waited
             return entry
+        recipe = _recipe(dataset, sizes)
+        merged = {**dataset.sizes, **(sizes or {})}
 
         def fill(tmp: Path) -> None:
-            dataset.synth(tmp, seed=0, **dataset.sizes)
+            dataset.synth(tmp, seed=0, **merged)
             write_sums(tmp, dataset.files)
-            (tmp / RECIPE).write_text(json.dumps(_recipe(dataset)) + "\n", encoding="utf-8")
+            (tmp / RECIPE).write_text(json.dumps(recipe) + "\n", encoding="utf-8")
 
-        return _build(folder, "synth", fill)
+        return _build(folder, name, fill)
 
 
 def _import_hint(dataset: Dataset, cache: Path) -> str:
@@ -168,33 +207,61 @@ def ensure_real(dataset: Dataset, cache: Path) -> Path:
     return entry
 
 
-def import_real(dataset: Dataset, source: Path, cache: Path) -> Path:
-    """Verify the real files at `source` (a folder, or one of the files), copy them into the cache.
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_NO_MD5: Mapping[str, str] = MappingProxyType({})
 
-    Nothing in the cache changes unless the files pass `dataset.verify`; the copy is verified
-    again (the source could change while being copied) before it replaces an older import.
+
+def _check_files(dataset: Dataset, origin: Path, md5s: Mapping[str, str]) -> None:
+    dataset.verify(origin)
+    for name in dataset.files:
+        if name in md5s:
+            check_md5(origin / name, md5s[name], name)
+
+
+def import_real(
+    dataset: Dataset,
+    source: Path,
+    cache: Path,
+    *,
+    md5s: Mapping[str, str] = _NO_MD5,
+    archive: str | None = None,
+    unpack: Callable[[Path, Path], Path] | None = None,
+) -> Path:
+    """Verify the real files at `source`, copy them into the cache; return `cache/<name>/real`.
+
+    `source` is their folder, one of the files, or (where the data set has an `unpack`) the
+    official archive, whose md5 is checked (`md5s[archive]`) before anything is extracted.
+    Every file must pass `dataset.verify` and match its md5 in `md5s` where one is given.
+    Nothing in the cache changes unless all that passes; the copy is verified again (the source
+    could change while being copied) before it replaces an older import.
     """
     source = Path(source)
+    is_archive = False
     if source.is_file():
-        if source.name not in dataset.files:
+        if source.name in dataset.files:
+            origin = source.parent
+        elif unpack is not None and source.name.endswith(_ARCHIVE_SUFFIXES):
+            is_archive, origin = True, source
+        else:
+            also = f", the archive {archive}" if unpack is not None else ""
             raise InputError(
                 source,
                 f"not a file of the {dataset.name} data set: expected "
-                f"{' and '.join(dataset.files)}, or the folder holding them",
+                f"{' and '.join(dataset.files)}{also}, or the folder holding them",
             )
-        origin = source.parent
     elif source.is_dir():
         origin = source
     else:
         raise InputError(source, "no such file or folder")
-    dataset.verify(origin)
+    if not is_archive:
+        _check_files(dataset, origin, md5s)
     folder = Path(cache) / dataset.name
 
     def fill(tmp: Path) -> None:
         for name in dataset.files:
             shutil.copyfile(origin / name, tmp / name)
         try:
-            dataset.verify(tmp)
+            _check_files(dataset, tmp, md5s)
         except InputError as exc:
             raise InputError(
                 origin / exc.path.name, f"changed while being copied: {exc.problem}"
@@ -202,4 +269,18 @@ def import_real(dataset: Dataset, source: Path, cache: Path) -> Path:
         write_sums(tmp, dataset.files)
 
     with _locked(folder):
-        return _build(folder, "real", fill)
+        if not is_archive:
+            return _build(folder, "real", fill)
+        assert unpack is not None
+        if archive in md5s:
+            check_md5(source, md5s[archive], archive)  # type: ignore[index]
+        scratch = Path(tempfile.mkdtemp(dir=folder, prefix=f"{_TMP_PREFIX}unpack-"))
+        try:
+            origin = unpack(source, scratch)
+            try:
+                _check_files(dataset, origin, md5s)
+            except InputError as exc:
+                raise InputError(source, f"{exc.path.name} in the archive: {exc.problem}") from None
+            return _build(folder, "real", fill)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -29,7 +29,8 @@ class ManifestEntry:
     title: str
     source: str  # where the course points people for it
     licence: str
-    # file -> sha256 where published; else a sentence saying none is (the import records its own)
+    # file -> "md5:<hex>" (or "sha256:<hex>") where published; else a sentence saying none is
+    # (the import records its own sha256 either way)
     checksums: str | Mapping[str, str]
     layout: Layout
     synthetic: Mapping[str, Any]  # generator, recipe_version, seed, sizes, recipe
