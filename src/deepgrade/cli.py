@@ -41,6 +41,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from deepgrade import models
+    from deepgrade.project import cache_dir
+
+    if args.models_command == "import":
+        path = models.import_model(args.name, Path(args.path), cache_dir())
+        print(f"verified and imported {args.name} into {path}")
+    else:
+        path = models.train(
+            args.name, args.profile, cache_dir(), epochs=args.epochs, seed=args.seed, verbose=2
+        )
+        print(f"trained {args.name} ({args.profile}) into {path}")
+    return EXIT_OK
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from deepgrade.release import check_release, release_exercise
 
@@ -155,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("name")
     imp.add_argument("path", help="the folder (or one file) holding the real files")
     data.set_defaults(func=cmd_datasets)
+
+    mdl = sub.add_parser("models", help="import or train the trained models exercises read")
+    mdl_sub = mdl.add_subparsers(dest="models_command", required=True)
+    mimp = mdl_sub.add_parser("import", help="convert the author's trained .h5 into the cache")
+    mimp.add_argument("name", help="model name, e.g. resnet1")
+    mimp.add_argument("path", help="the trained model file (Keras 2 .h5 or .keras)")
+    mtrain = mdl_sub.add_parser("train", help="train with the course's recipe into the cache")
+    mtrain.add_argument("name", help="model name, e.g. resnet1")
+    mtrain.add_argument("--profile", required=True, choices=("smoke", "full"))
+    mtrain.add_argument("--epochs", type=int, help="default: the profile's recipe")
+    mtrain.add_argument("--seed", type=int, help="default: the profile's recipe")
+    mdl.set_defaults(func=cmd_models)
 
     rel = sub.add_parser("release", help="generate release/ and solutions/ from source/")
     rel.add_argument("exercises", nargs="*", help="exercises (default: all)")

@@ -1,0 +1,283 @@
+"""deepgrade.models: the resnet1 architecture, importing the author's .h5, the cached files."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deepgrade import artifacts, models
+from deepgrade.cli import main
+from deepgrade.errors import DeepgradeError, InputError
+from deepgrade.models import resnet1
+
+# Keras 3.15 with TensorFlow under numpy 2 warns on every weight save; not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="module")
+def net(keras: Any) -> Any:
+    return resnet1.build()
+
+
+@pytest.fixture(scope="module")
+def legacy_h5(tmp_path_factory: pytest.TempPathFactory, net: Any) -> Path:
+    """resnet1 saved the way the author's file was: the whole model in legacy HDF5."""
+    path = tmp_path_factory.mktemp("author") / "resnet1.h5"
+    net.save(path)
+    return path
+
+
+def _probe() -> np.ndarray:
+    return np.random.default_rng(1).uniform(-0.5, 0.5, (3, 32, 32, 3)).astype(np.float32)
+
+
+def test_architecture_is_resnet20_v1(net: Any) -> None:
+    """The numbers the Keras cifar10_resnet example prints for ResNet20v1: 274,442 / 273,066."""
+    assert net.count_params() == resnet1.PARAMS == 274_442
+    assert sum(int(np.prod(w.shape)) for w in net.trainable_weights) == 273_066
+    assert tuple(net.input_shape) == (None, 32, 32, 3)
+    assert tuple(net.output_shape) == (None, 10)
+    kinds = [type(layer).__name__ for layer in net.layers]
+    assert kinds.count("Conv2D") == 21  # 1 + 3 stacks x 3 blocks x 2 + 2 projections
+    assert kinds.count("BatchNormalization") == 19  # projections have none
+    assert kinds.count("Add") == 9
+    assert kinds[-3:] == ["GlobalAveragePooling2D", "Flatten", "Dense"]
+    convs = [layer for layer in net.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs].count(16) == 7
+    assert {c.filters for c in convs} == {16, 32, 64}
+    assert (
+        sorted(c.kernel_size for c in convs if c.strides == (2, 2)) == [(1, 1)] * 2 + [(3, 3)] * 2
+    )
+    for conv in convs:
+        assert conv.kernel_regularizer.get_config() == {"l2": pytest.approx(1e-4)}
+        assert type(conv.kernel_initializer).__name__ == "HeNormal"
+    assert net.layers[-1].activation.__name__ == "softmax"
+    assert net.layers[-1].units == 10
+
+
+def test_lr_schedule_and_preprocess() -> None:
+    assert [resnet1.lr_schedule(e) for e in (0, 80, 81, 121, 161, 181)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 5e-7]
+    )
+    x = resnet1.preprocess(np.array([0, 255], dtype=np.uint8))
+    assert x.dtype == np.float32 and x.tolist() == [-0.5, 0.5]
+
+
+def test_built_model_passes_the_graders_validation(net: Any, tmp_path: Path) -> None:
+    path = tmp_path / "resnet1.keras"
+    net.save(path)
+    artifacts.validate_model_file(path)
+    loaded = artifacts.load_model(path)  # safe_mode=True, compile=False
+    np.testing.assert_allclose(
+        loaded.predict(_probe(), verbose=0), net.predict(_probe(), verbose=0)
+    )
+
+
+def test_import_legacy_h5(legacy_h5: Path, net: Any, tmp_path: Path) -> None:
+    import h5py
+
+    with h5py.File(legacy_h5, "r") as f:  # the legacy format, as Keras 2 wrote it
+        assert "model_config" in f.attrs and "model_weights" in f
+    path = models.import_model("resnet1", legacy_h5, tmp_path)
+    assert path == tmp_path / "models" / "resnet1" / "full" / "resnet1.keras"
+    assert models.ensure("resnet1", "full", tmp_path) == path
+    recipe = json.loads((path.parent / "RECIPE.json").read_text())
+    assert recipe["how"] == "imported" and recipe["params"] == resnet1.PARAMS
+    assert recipe["source_sha256"] == models._cache.sha256(legacy_h5)
+    loaded = artifacts.load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(_probe(), verbose=0), net.predict(_probe(), verbose=0), atol=1e-6
+    )
+    path.write_bytes(path.read_bytes() + b"x")  # changed after import: refused, not served
+    with pytest.raises(DeepgradeError, match="changed since"):
+        models.ensure("resnet1", "full", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def wrong_files(tmp_path_factory: pytest.TempPathFactory, keras: Any) -> dict[str, Path]:
+    from keras import layers
+
+    out = tmp_path_factory.mktemp("wrong")
+    files = {"text": out / "notes.h5", "suffix": out / "resnet1.pt"}
+    files["text"].write_text("not a model")
+    files["suffix"].write_bytes(b"\x00")
+
+    def small(shape: tuple[int, ...], activation: str) -> Any:
+        inputs = keras.Input(shape)
+        x = layers.Conv2D(2, 3)(inputs)
+        x = layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, layers.Dense(10, activation=activation)(x))
+
+    for name, model in (
+        ("mnist", small((28, 28, 1), "softmax")),
+        ("logits", small((32, 32, 3), None)),
+    ):
+        files[name] = out / f"{name}.h5"
+        model.save(files[name])
+    files["weights"] = out / "resnet1.weights.h5"
+    small((32, 32, 3), "softmax").save_weights(files["weights"])
+    return files
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("text", "not an HDF5 file"),
+        ("suffix", "expected the trained model as a Keras .h5"),
+        ("mnist", r"input is \(None, 28, 28, 1\)"),
+        ("logits", "not a softmax"),
+        ("weights", "without a model_config"),
+        ("missing", "no such file"),
+    ],
+)
+def test_wrong_file_refused(
+    wrong_files: dict[str, Path], legacy_h5: Path, tmp_path: Path, kind: str, problem: str
+) -> None:
+    source = wrong_files.get(kind, tmp_path / "absent.h5")
+    cached = tmp_path / "models" / "resnet1" / "full" / "resnet1.keras"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"earlier import")
+    with pytest.raises(InputError, match=problem) as info:
+        models.import_model("resnet1", source, tmp_path)
+    assert info.value.path == source
+    assert cached.read_bytes() == b"earlier import"  # a refused file changes nothing
+
+
+def test_ensure_full_missing_names_both_commands(tmp_path: Path) -> None:
+    with pytest.raises(DeepgradeError) as info:
+        models.ensure("resnet1", "full", tmp_path)
+    message = str(info.value)
+    assert "deepgrade models import resnet1 PATH" in message
+    assert "deepgrade models train resnet1 --profile full" in message
+    assert resnet1.SOURCE in message
+
+
+def test_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(DeepgradeError, match=r"unknown model 'vgg' \(known: resnet1\)"):
+        models.ensure("vgg", "smoke", tmp_path)
+    with pytest.raises(DeepgradeError, match="unknown model profile 'huge'"):
+        models.ensure("resnet1", "huge", tmp_path)
+
+
+TINY = resnet1.Recipe(
+    epochs=1, seed=0, batch_size=32, data="synth", sizes=(("n_train", 32), ("n_test", 16))
+)
+
+
+def _tiny_data(recipe: Any, cache: Path) -> SimpleNamespace:
+    """Stands in for the cifar10 look-alike: class k is a bright square in channel k % 3."""
+    rng = np.random.default_rng(0)
+    sizes = dict(recipe.sizes)
+
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % 10
+        x = rng.integers(0, 40, (n, 32, 32, 3), dtype=np.uint8)
+        for i, label in enumerate(y):
+            x[i, 4 : 8 + 2 * label, 4 : 8 + 2 * label, label % 3] = 230
+        return x, y.astype(np.int64)
+
+    (xa, ya), (xq, yq) = split(sizes["n_train"]), split(sizes["n_test"])
+    return SimpleNamespace(x_train=xa, y_train=ya, x_test=xq, y_test=yq)
+
+
+def test_ensure_smoke_trains_once_and_caches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(resnet1.RECIPES, "smoke", TINY)
+    monkeypatch.setattr(models, "_training_data", _tiny_data)
+    calls: list[int] = []
+    real_train = resnet1.train
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["epochs"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(resnet1, "train", counted)
+    path = models.ensure("resnet1", "smoke", tmp_path)
+    assert path == tmp_path / "models" / "resnet1" / "smoke" / "resnet1.keras"
+    artifacts.validate_model_file(path)
+    recipe = json.loads((path.parent / "RECIPE.json").read_text())
+    assert recipe["how"] == "trained" and recipe["epochs"] == 1 and recipe["seed"] == 0
+    assert recipe["data"] == {"dataset": "cifar10", "variant": "synth", "sizes": dict(TINY.sizes)}
+    assert (recipe["n_train"], recipe["n_test"]) == (32, 16)
+    assert 0 <= recipe["accuracy"] <= 1 and recipe["seconds"] > 0
+    mtime = path.stat().st_mtime_ns
+    assert models.ensure("resnet1", "smoke", tmp_path) == path
+    assert calls == [1] and path.stat().st_mtime_ns == mtime  # cached, not trained again
+
+
+def test_parallel_ensure_trains_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Graders asking at once wait on the lock; the second finds the first one's file."""
+    import keras
+
+    monkeypatch.setitem(resnet1.RECIPES, "smoke", TINY)
+    monkeypatch.setattr(models, "_training_data", _tiny_data)
+    calls: list[int] = []
+
+    def fake_train(*args: Any, epochs: int, **kwargs: Any) -> resnet1.Trained:
+        calls.append(epochs)
+        time.sleep(0.5)
+        model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten()])
+        return resnet1.Trained(model=model, accuracy=0.5, seconds=0.5, epochs=epochs)
+
+    monkeypatch.setattr(resnet1, "train", fake_train)
+    results: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(models.ensure("resnet1", "smoke", tmp_path)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and results[0] == results[1]
+    assert calls == [1]
+    # A changed recipe (more epochs) makes the cached file stale: trained again.
+    monkeypatch.setitem(resnet1.RECIPES, "smoke", resnet1.Recipe(**{**vars(TINY), "epochs": 2}))
+    models.ensure("resnet1", "smoke", tmp_path)
+    assert calls == [1, 2]
+
+
+def test_smoke_sizes_match_the_tta_spec() -> None:
+    """The smoke model trains on the same look-alike the TTA exercise's smoke profile mounts."""
+    spec = REPO / "autograder" / "tta_resnet1" / "spec.toml"
+    if not spec.is_file():
+        pytest.skip("autograder/tta_resnet1 not written yet")
+    smoke = tomllib.loads(spec.read_text())["profiles"]["smoke"]
+    assert smoke["data"] == resnet1.SMOKE.data
+    assert smoke.get("data_sizes", {}).get("cifar10", {}) == dict(resnet1.SMOKE.sizes)
+
+
+def test_cli_lists_models_and_refuses_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "models" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["models", "train", "--help"])
+    assert "--profile {smoke,full}" in capsys.readouterr().out
+    monkeypatch.setenv("DEEPGRADE_CACHE", str(tmp_path))
+    assert main(["models", "import", "resnet1", str(tmp_path / "nope.h5")]) == 2
+    assert "nope.h5: no such file" in capsys.readouterr().err
+    assert main(["models", "train", "resnet1", "--profile", "smoke", "--epochs", "0"]) == 2
+    assert "epochs must be an integer >= 1" in capsys.readouterr().err
