@@ -1,0 +1,341 @@
+"""The bn_discovery hidden checks, run through run_checks on artifacts built here.
+
+The grader's data are tiny CIFAR-10 python batches written here in the real format. The
+"trained" vectors are made without Keras training: the test replays what BatchNormalization
+does during fit (per-epoch shuffled batches of 100, moving averages with momentum 0.99) in
+numpy, so the expectation and tolerance the checks derive are tested against an independent
+simulation, and no test waits for a fit.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import pickle
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deepgrade.checks.runner import run_checks
+from deepgrade.exercise import ExerciseSpec, load_spec
+from deepgrade.notebooks import split_cells
+from deepgrade.results import CheckReport
+
+# Keras 3.15 with TensorFlow under numpy 2 warns on every weight save; not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXERCISE = REPO / "autograder" / "bn_discovery"
+PER_BATCH, N_TEST = 120, 20  # 600 training images: the smoke profile's N_TRAIN is larger
+CHECKS = {  # check id -> points: the exercise is worth 20
+    "test_answers::test_vector_order": 3,
+    "test_answers::test_fourth_is_variance": 2,
+    "test_architecture::test_bn_first_layer": 2,
+    "test_architecture::test_program7_layers": 2,
+    "test_bn_forward::test_hidden_bn_forward": 3,
+    "test_weights::test_before_training": 2,
+    "test_weights::test_moving_mean": 3,
+    "test_weights::test_moving_variance": 3,
+}
+GOOD_ANSWERS = {
+    "vector_names": ["gamma", "beta", "mu_B", "sigma_B"],
+    "fourth_vector": "variance",
+}
+INITIAL = [np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)]
+
+
+@functools.cache
+def conftest_module() -> ModuleType:
+    """The exercise's conftest (its statistics), imported from its file once."""
+    name = "bn_discovery_conftest"
+    spec = importlib.util.spec_from_file_location(name, EXERCISE / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_cifar(folder: Path, rng: np.random.Generator) -> tuple[list[Path], np.ndarray]:
+    """CIFAR-10 python batches (data_batch_1..5, test_batch, batches.meta) of random images
+    whose brightness varies from image to image, as photographs do; returns the files and
+    the training images (n, 32, 32, 3) uint8 in load order."""
+    folder.mkdir()
+
+    def batch(n: int, label: str) -> tuple[dict[bytes, Any], np.ndarray]:
+        base = rng.uniform(30, 220, size=(n, 1, 1, 3))
+        images = np.clip(base + rng.normal(0, 45, size=(n, 32, 32, 3)), 0, 255).astype(np.uint8)
+        content = {
+            b"batch_label": label.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072),
+            b"filenames": [f"image_{i}.png".encode() for i in range(n)],
+        }
+        return content, images
+
+    train = []
+    for index in range(1, 6):
+        content, images = batch(PER_BATCH, f"training batch {index} of 5")
+        (folder / f"data_batch_{index}").write_bytes(pickle.dumps(content, protocol=2))
+        train.append(images)
+    content, _ = batch(N_TEST, "testing batch 1 of 1")
+    (folder / "test_batch").write_bytes(pickle.dumps(content, protocol=2))
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    meta = {
+        b"label_names": [n.encode() for n in names],
+        b"num_cases_per_batch": PER_BATCH,
+        b"num_vis": 3072,
+    }
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    files = sorted(folder.iterdir())
+    return files, np.concatenate(train)
+
+
+def replay_fit(
+    x: np.ndarray, epochs: int, rng: np.random.Generator, batch: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization's moving mean and variance after model.fit(x, shuffle=True)."""
+    mean, variance = np.zeros(3), np.ones(3)
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch):
+            pixels = x[order[start : start + batch]].reshape(-1, 3)
+            mean = 0.99 * mean + 0.01 * pixels.mean(axis=0)
+            variance = 0.99 * variance + 0.01 * pixels.var(axis=0)  # biased, as Keras
+    return mean, variance
+
+
+def build(keras: Any, width: int, bn_first: bool = True) -> Any:
+    """build_model(width) as a student writes it."""
+    from keras import layers
+
+    model = keras.Sequential([keras.Input((32, 32, 3))])
+    if bn_first:
+        model.add(layers.BatchNormalization())
+    for filters in (40, 80, 160, 320, 320):
+        for _ in range(2):
+            model.add(layers.Conv2D(filters // width, (3, 3), padding="same", activation="relu"))
+            model.add(layers.BatchNormalization())
+        model.add(layers.MaxPooling2D((2, 2)))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(1000 // width, activation="relu"))
+    model.add(layers.Dense(10, activation="softmax"))
+    return model
+
+
+def write_artifacts(
+    folder: Path,
+    *,
+    answers: dict[str, Any],
+    before: list[np.ndarray],
+    after: list[np.ndarray],
+    model: Any,
+    bn_forward: dict[str, np.ndarray] | None,
+) -> Path:
+    folder.mkdir()
+    (folder / "answers.json").write_text(json.dumps(answers))
+    np.savez(folder / "bn_before.npz", *before)
+    np.savez(folder / "bn_after.npz", *after)
+    model.save(folder / "model.keras")
+    if bn_forward is not None:
+        np.savez(folder / "bn_forward.npz", **bn_forward)
+    return folder
+
+
+def hidden_outputs(spec: ExerciseSpec, **mistake: Any) -> dict[str, np.ndarray]:
+    """What bn_forward returns on the hidden arrays, right or with a mistake."""
+    hidden = spec.hidden["bn_forward"]
+    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
+    return {"images": bn.forward(bn.images, **mistake), "rows": bn.forward(bn.rows, **mistake)}
+
+
+@pytest.fixture(scope="module")
+def spec() -> ExerciseSpec:
+    return load_spec(EXERCISE)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+    """The grader's data and three submissions' artifacts: right, wrong, nothing saved."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("bn_discovery")
+    rng = np.random.default_rng(0)
+    files, train = write_cifar(root / "data", rng)
+    smoke = spec.profile("smoke").parameters
+    epochs, width = int(smoke["EPOCHS"]), int(smoke["WIDTH"])
+    x = train[: int(smoke["N_TRAIN"])].astype(np.float64) / 255.0
+    mean, variance = replay_fit(x, epochs, rng)
+    good = write_artifacts(
+        root / "good",
+        answers={**GOOD_ANSWERS, "train_steps": len(x) // 100 * epochs},
+        before=INITIAL,
+        after=[np.array([0.97, 1.02, 0.99]), np.array([0.01, -0.02, 0.03]), mean, variance],
+        model=build(keras, width),
+        bn_forward=hidden_outputs(spec),
+    )
+    # Wrong: answers swapped and "std", moving stats of unscaled pixels after one epoch,
+    # the BN after the first convolution, bn_forward without epsilon.
+    raw_mean, raw_variance = replay_fit(x * 255.0, 1, rng)
+    wrong = write_artifacts(
+        root / "wrong",
+        answers={
+            "vector_names": ["beta", "gamma", "sigma_B", "mu_B"],
+            "fourth_vector": "Standard deviation",
+            "train_steps": len(x) // 100,
+        },
+        before=[np.ones(3), np.zeros(3), np.ones(3), np.ones(3)],
+        after=[np.ones(3), np.zeros(3), raw_mean, raw_variance],
+        model=build(keras, width, bn_first=False),
+        bn_forward=hidden_outputs(spec, eps=0.0),
+    )
+    empty = root / "empty"
+    empty.mkdir()
+    return {
+        "data": files,
+        "good": good,
+        "wrong": wrong,
+        "empty": empty,
+        "root": root,
+        "steps": len(x) // 100 * epochs,
+    }
+
+
+def grade(world: dict[str, Any], spec: ExerciseSpec, name: str, *, unsafe: bool) -> CheckReport:
+    workdir = world["root"] / f"work-{name}-{unsafe}"
+    return run_checks(spec, "smoke", world[name], world["data"], workdir=workdir, unsafe=unsafe)
+
+
+def messages(report: CheckReport) -> dict[str, str]:
+    return {check.check_id.split("::")[1]: check.message for check in report.checks}
+
+
+def test_checks_are_worth_20_points(spec: ExerciseSpec) -> None:
+    from deepgrade.checks.runner import static_checks
+
+    found = {check.check_id: check.max_points for check in static_checks(spec.directory)}
+    assert found == CHECKS
+    assert sum(found.values()) == 20
+
+
+def test_reference_artifacts_score_full_marks_in_the_sandbox(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    report = grade(world, spec, "good", unsafe=False)
+    assert report.error is None, report.error
+    assert {c.check_id: c.message for c in report.checks if not c.passed} == {}
+    assert (report.points, report.max_points) == (20.0, 20.0)
+    assert set(report.measurements) == {"moving_mean_sigmas", "moving_variance_sigmas"}
+    assert all(0.0 <= v < 6.0 for v in report.measurements.values())
+
+
+def test_wrong_artifacts_fail_every_check_with_what_to_fix(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    report = grade(world, spec, "wrong", unsafe=True)
+    assert report.error is None, report.error
+    assert [c.check_id for c in report.checks if c.passed] == []
+    said = messages(report)
+    assert said["test_vector_order"].startswith("the name of vector 1, 2, 3, 4 is wrong")
+    assert said["test_fourth_is_variance"].startswith("the fourth vector is not the standard")
+    assert said["test_before_training"].startswith("vector 3 before training is not Keras'")
+    assert said["test_bn_first_layer"].endswith("yours is Conv2D")
+    assert said["test_program7_layers"].startswith("your network's layers are Conv2D, Batch")
+    steps = f"your training made {world['steps'] // 2} update steps where the grader's run "
+    for check in ("test_moving_mean", "test_moving_variance"):
+        assert "divide by 255" in said[check] and steps in said[check]
+    assert said["test_hidden_bn_forward"] == (
+        "with other arrays, bn_forward's output is wrong: it forgets epsilon, which goes under "
+        "the square root with the variance"
+    )
+    # No hidden number shows: not the seed, the channels or epsilon.
+    assert not re.search(r"\d", said["test_hidden_bn_forward"])
+
+
+def test_missing_artifacts_fail_closed(spec: ExerciseSpec, world: dict[str, Any]) -> None:
+    report = grade(world, spec, "empty", unsafe=True)
+    assert report.error is None, report.error
+    assert report.points == 0.0
+    said = messages(report)
+    assert said["test_before_training"] == (
+        "missing artifact bn_before.npz: the locked cell that saves it did not run"
+    )
+    assert said["test_moving_mean"].startswith("missing artifact answers.json")
+    assert said["test_hidden_bn_forward"].startswith("the grader called bn_forward with other")
+
+
+@pytest.mark.parametrize("epochs", [2, 5])
+def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
+    """Over many replays of fit, the moving stats' deviations from the derived expectation,
+    in units of the derived standard deviation, have mean about 0 and spread about 1."""
+    module = conftest_module()
+    rng = np.random.default_rng(1)
+    n = 400
+    brightness = rng.uniform(0.1, 0.9, size=(n, 1, 3))
+    pixels = np.clip(brightness + rng.normal(0, 0.2, size=(n, 64, 3)), 0, 1)
+    stats = module.PixelStats(means=pixels.mean(axis=1), squares=(pixels**2).mean(axis=1))
+    expected = module.expected_moving_stats(stats, module.training_steps(n, epochs))
+    z_mean, z_var = [], []
+    for _ in range(300):
+        mean, variance = np.zeros(3), np.ones(3)
+        for _ in range(epochs):
+            order = rng.permutation(n).reshape(-1, 100)
+            for rows in order:
+                batch_mean = stats.means[rows].mean(axis=0)
+                batch_var = stats.squares[rows].mean(axis=0) - batch_mean**2
+                mean = 0.99 * mean + 0.01 * batch_mean
+                variance = 0.99 * variance + 0.01 * batch_var
+        z_mean.append((mean - expected.mean) / expected.mean_sd)
+        z_var.append((variance - expected.variance) / expected.variance_sd)
+    for z in (np.array(z_mean), np.array(z_var)):
+        assert np.all(np.abs(z.mean(axis=0)) < 0.25)
+        assert np.all((z.std(axis=0) > 0.8) & (z.std(axis=0) < 1.25))
+
+
+def test_gradetime_cell_uses_the_checks_hidden_recipe(spec: ExerciseSpec, tmp_path: Path) -> None:
+    """The grade-time cell hands bn_forward exactly the arrays the check recomputes."""
+    seen: list[tuple[np.ndarray, ...]] = []
+
+    def bn_forward(*args: Any) -> np.ndarray:
+        seen.append(args)
+        return np.asarray(args[0])
+
+    namespace = {
+        "HIDDEN": dict(spec.hidden),
+        "ARTIFACT_DIR": str(tmp_path),
+        "bn_forward": bn_forward,
+    }
+    for source in split_cells(spec.gradetime_cells.read_text(encoding="utf-8")):
+        exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cell
+    hidden = spec.hidden["bn_forward"]
+    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
+    recipe = (bn.gamma, bn.beta, bn.mean, bn.var)
+    assert len(seen) == 2
+    for call, x in zip(seen, (bn.images, bn.rows), strict=True):
+        assert np.array_equal(call[0], x)
+        assert all(np.array_equal(a, b) for a, b in zip(call[1:5], recipe, strict=True))
+        assert call[5] == bn.eps
+    with np.load(tmp_path / "bn_forward.npz") as saved:
+        assert np.array_equal(saved["images"], bn.images)
+        assert np.array_equal(saved["rows"], bn.rows)
+    assert bn.images.shape[-1] != 3  # another number of channels than CIFAR-10's
