@@ -124,7 +124,7 @@ def _capsule(
 def _triangle(u: Array, v: Array, *points: tuple[float, float]) -> Array:
     """Signed distance-like value for a triangle (exact inside the edges' half-planes)."""
     (ax, ay), (bx, by), (cx, cy) = points
-    sign = np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+    sign = 1.0 if (bx - ax) * (cy - ay) - (by - ay) * (cx - ax) > 0 else -1.0
     result = None
     for (px, py), (qx, qy) in (((ax, ay), (bx, by)), ((bx, by), (cx, cy)), ((cx, cy), (ax, ay))):
         ex, ey = qx - px, qy - py
@@ -148,9 +148,10 @@ class _Painter:
         return np.clip(picked + noise, 0.0, 1.0)
 
     def paint(self, distance: Array, colour: Array, opacity: float = 1.0) -> None:
-        alpha = np.clip(0.5 - distance * self.scale, 0.0, 1.0)[..., None] * opacity
-        self.canvas *= 1.0 - alpha
-        self.canvas += alpha * colour[:, None, None, :]
+        alpha = np.clip(0.5 - distance * self.scale, 0.0, 1.0)[..., None]
+        if opacity != 1.0:
+            alpha *= opacity
+        self.canvas += alpha * (colour[:, None, None, :] - self.canvas)
 
 
 def _shade(colour: Array, factor: float) -> Array:

@@ -121,9 +121,10 @@ def _sandal(s: _Shape) -> None:
     u, v = s.u, s.v
     s.add(_box(u, v, 0.0, 5.0, 12.5, 1.3))  # sole
     s.add(_box(u, v, 10.5, 3.0, 1.3, 2.5))  # heel
-    for start in (-10.0, -5.0, 0.0, 5.0):  # straps over the foot, leaving gaps
-        s.add(_capsule(u, v, (start, 4.0), (start + 3.5, -3.0 + 0.2 * start), 0.9))
-    s.add(_capsule(u, v, (6.0, -3.0), (11.0, -5.0), 0.9))  # ankle strap at the heel side
+    for start in (-10.0, -5.0, 0.0, 5.0):  # straps over the foot, higher towards the heel
+        s.add(_capsule(u, v, (start, 4.0), (start + 3.5, -1.5 - 0.3 * (start + 10.0)), 0.9))
+    s.add(_capsule(u, v, (11.0, 4.0), (10.5, -7.0), 1.0))  # heel strap, on the right
+    s.add(_capsule(u, v, (6.0, -5.0), (10.5, -7.0), 0.9))  # ankle strap
 
 
 def _shirt(s: _Shape) -> None:
