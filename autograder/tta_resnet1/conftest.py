@@ -1,0 +1,103 @@
+"""Fixtures of the TTA hidden checks: the grader's test set, its own copy of resnet1, the
+hidden images rebuilt from spec.toml's [hidden] values, and the grader's own predictions.
+
+Accuracy is judged on the grader's data with the grader's scaling (x / 255 - 0.5), never on
+what the notebook printed. deepgrade's plugin (`-p deepgrade.checks.plugin`) provides the other
+fixtures: answers, artifact, threshold, measure, hidden, profile, data_dir.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pytest
+
+N_CLASSES = 10
+N_VIEWS = 11
+
+
+def fail(message: str) -> NoReturn:
+    pytest.fail(message, pytrace=False)
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    """resnet1's input scaling, as program 10 trained it: [-0.5, 0.5]."""
+    return images.astype(np.float32) / 255.0 - 0.5
+
+
+def read_test_batch(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The CIFAR-10 python `test_batch`, read as the notebook's locked cell reads it."""
+    with open(data_dir / "test_batch", "rb") as handle:
+        batch = pickle.load(handle, encoding="bytes")
+    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return images.transpose(0, 2, 3, 1), np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+def hidden_images(test_images: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """The grade-time cells' hidden images (gradetime.py, _dg_hidden_images): same steps."""
+    rng = np.random.default_rng(spec["seed"])
+    size = min(int(spec["n_images"]), len(test_images))
+    chosen = test_images[rng.choice(len(test_images), size=size, replace=False)]
+    noise = rng.integers(-spec["noise"], spec["noise"] + 1, size=chosen.shape)
+    return np.clip(chosen.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Grader:
+    """What the grader computed itself: labels and plain predictions, test set and hidden."""
+
+    y_test: np.ndarray  # (n,) int64
+    plain_test: np.ndarray  # (n, 10) resnet1's probabilities on the scaled test images
+    hidden_uint8: np.ndarray  # (m, 32, 32, 3) the hidden images
+    plain_hidden: np.ndarray  # (m, 10)
+
+    @property
+    def plain_accuracy(self) -> float:
+        return float(np.mean(np.argmax(self.plain_test, axis=1) == self.y_test))
+
+
+@pytest.fixture(scope="session")
+def grader(data_dir: Path, hidden: Any) -> Grader:
+    """The grader's own predictions with its own copy of resnet1 (a trusted file)."""
+    import keras
+
+    x_test, y_test = read_test_batch(data_dir)
+    model = keras.saving.load_model(data_dir / "resnet1.keras")
+    secret = hidden_images(x_test, hidden["images"])
+    return Grader(
+        y_test=y_test,
+        plain_test=np.asarray(model.predict(scale(x_test), batch_size=256, verbose=0)),
+        hidden_uint8=secret,
+        plain_hidden=np.asarray(model.predict(scale(secret), batch_size=256, verbose=0)),
+    )
+
+
+@pytest.fixture(scope="session")
+def load_array(artifacts_dir: Path) -> Callable[[str, str], np.ndarray]:
+    """load_array(name, what) -> the saved numeric array; fails closed, naming `what` (the
+    call whose result it is) when the file is missing or holds anything else."""
+
+    def load(name: str, what: str) -> np.ndarray:
+        path = artifacts_dir / name
+        if path.is_symlink() or not path.is_file():
+            fail(
+                f"the grader called {what} on images you never saw and got nothing back (it "
+                "raised an error, or the notebook stopped before): run the whole notebook and "
+                "make it work on any number of images"
+            )
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            fail(f"{what} did not return a numeric array: return a numpy array")
+        if not isinstance(array, np.ndarray) or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            fail(f"{what} did not return a numeric array: return a numpy array")
+        return array
+
+    return load

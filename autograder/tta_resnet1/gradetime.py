@@ -1,0 +1,106 @@
+# Grade-time cells for tta_resnet1: appended by the grader to its own copy of the submission,
+# after every student and locked cell, and never released. `HIDDEN` is rendered by the grader
+# from spec.toml's [hidden] table. They call the student's preprocess and tta_predict on hidden
+# images and save what those return; the hidden checks (stage 2) rebuild the same images with
+# conftest.hidden_images and judge the saved artifacts. Every call gets its own cell, so one
+# failing function costs only its own checks.
+
+# %%
+import json as _dg_json
+import os as _dg_os
+import pickle as _dg_pickle
+import time as _dg_time
+
+import keras as _dg_keras
+import numpy as _dg_np
+
+
+def _dg_hidden_images():
+    """Test images picked and perturbed from HIDDEN: uint8, never shown to the student.
+
+    Must stay identical to conftest.hidden_images (tests/test_tta_resnet1_checks.py checks it).
+    """
+    spec = HIDDEN["images"]  # noqa: F821 (rendered by the grader)
+    with open(_dg_os.path.join(DATA_DIR, "test_batch"), "rb") as handle:  # noqa: F821
+        rows = _dg_pickle.load(handle, encoding="bytes")[b"data"]
+    images = _dg_np.asarray(rows, dtype=_dg_np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    rng = _dg_np.random.default_rng(spec["seed"])
+    chosen = images[rng.choice(len(images), size=min(spec["n_images"], len(images)), replace=False)]
+    noise = rng.integers(-spec["noise"], spec["noise"] + 1, size=chosen.shape)
+    return _dg_np.clip(chosen.astype(_dg_np.int16) + noise, 0, 255).astype(_dg_np.uint8)
+
+
+_dg_hidden_uint8 = _dg_hidden_images()
+# The grader's own scaling and its own copy of the network: the TTA checks do not depend on the
+# student's preprocess, nor on what the student's cells did to `model`.
+_dg_x = _dg_hidden_uint8.astype(_dg_np.float32) / 255.0 - 0.5
+_dg_model = _dg_keras.saving.load_model(_dg_os.path.join(DATA_DIR, "resnet1.keras"))  # noqa: F821
+_dg_artifact = lambda name: _dg_os.path.join(ARTIFACT_DIR, name)  # noqa: E731, F821
+
+# %%
+_dg_np.save(
+    _dg_artifact("hidden_preprocessed.npy"),
+    _dg_np.asarray(preprocess(_dg_hidden_uint8.copy())),  # noqa: F821 (student's function)
+    allow_pickle=False,
+)
+
+# %%
+# Also tta_predict's warm-up for the timing cell below.
+_dg_np.save(
+    _dg_artifact("hidden_tta.npy"),
+    _dg_np.asarray(tta_predict(_dg_model, _dg_x.copy())),  # noqa: F821 (student's function)
+    allow_pickle=False,
+)
+
+
+# %%
+class _DgCountingModel:
+    """Forwards to the network and counts the calls and the images it is asked to predict."""
+
+    def __init__(self, model):
+        self._dg_model = model
+        self.calls = 0
+        self.images = 0
+
+    def _dg_count(self, x):
+        self.calls += 1
+        self.images += len(x)
+
+    def predict(self, x, *args, **kwargs):
+        self._dg_count(x)
+        return self._dg_model.predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x, *args, **kwargs):
+        self._dg_count(x)
+        return self._dg_model.predict_on_batch(x, *args, **kwargs)
+
+    def __call__(self, x, *args, **kwargs):
+        self._dg_count(x)
+        return self._dg_model(x, *args, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("_dg_"):
+            raise AttributeError(name)
+        return getattr(self._dg_model, name)
+
+
+_dg_counter = _DgCountingModel(_dg_model)
+tta_predict(_dg_counter, _dg_x.copy())  # noqa: F821 (student's function)
+with open(_dg_artifact("tta_calls.json"), "w", encoding="utf-8") as _dg_handle:
+    _dg_json.dump(
+        {"n": len(_dg_x), "calls": _dg_counter.calls, "images": _dg_counter.images}, _dg_handle
+    )
+
+# %%
+# Interleaved rounds (both timings see the same machine load); warm-ups done above and here.
+_dg_timing = {"n": len(_dg_x), "plain_s": [], "tta_s": []}
+_dg_model.predict(_dg_x, verbose=0)
+for _dg_round in range(HIDDEN["timing_rounds"]):  # noqa: F821
+    _dg_start = _dg_time.perf_counter()
+    _dg_model.predict(_dg_x, verbose=0)
+    _dg_timing["plain_s"].append(_dg_time.perf_counter() - _dg_start)
+    _dg_start = _dg_time.perf_counter()
+    tta_predict(_dg_model, _dg_x.copy())  # noqa: F821 (student's function)
+    _dg_timing["tta_s"].append(_dg_time.perf_counter() - _dg_start)
+with open(_dg_artifact("tta_timing.json"), "w", encoding="utf-8") as _dg_handle:
+    _dg_json.dump(_dg_timing, _dg_handle)
