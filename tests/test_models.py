@@ -111,6 +111,30 @@ def test_import_legacy_h5(legacy_h5: Path, net: Any, tmp_path: Path) -> None:
         models.ensure("resnet1", "full", tmp_path)
 
 
+def test_import_keras2_h5(legacy_h5: Path, net: Any, tmp_path: Path) -> None:
+    """A file as Keras 2 wrote it (the author's era): Keras 2's config and version attributes
+    grafted onto legacy HDF5 weights; Keras 3's legacy loader must rebuild and convert it."""
+    import shutil
+
+    import h5py
+
+    attrs = json.loads((REPO / "tests" / "fixtures" / "resnet1_keras2_attrs.json").read_text())
+    source = tmp_path / "resnet1.h5"
+    shutil.copyfile(legacy_h5, source)
+    with h5py.File(source, "r+") as f:
+        for key in ("model_config", "training_config"):
+            f.attrs[key] = json.dumps(attrs[key])
+        f.attrs["keras_version"] = f["model_weights"].attrs["keras_version"] = attrs[
+            "keras_version"
+        ]
+    path = models.import_model("resnet1", source, tmp_path / "cache")
+    loaded = artifacts.load_model(path)
+    assert loaded.count_params() == resnet1.PARAMS
+    np.testing.assert_allclose(
+        loaded.predict(_probe(), verbose=0), net.predict(_probe(), verbose=0), atol=1e-6
+    )
+
+
 @pytest.fixture(scope="module")
 def wrong_files(tmp_path_factory: pytest.TempPathFactory, keras: Any) -> dict[str, Path]:
     from keras import layers
