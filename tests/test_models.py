@@ -89,6 +89,10 @@ def test_built_model_passes_the_graders_validation(net: Any, tmp_path: Path) -> 
     np.testing.assert_allclose(
         loaded.predict(_probe(), verbose=0), net.predict(_probe(), verbose=0)
     )
+    # A .keras file (e.g. trained elsewhere with `deepgrade models train`) imports as well.
+    imported = models.import_model("resnet1", path, tmp_path / "cache")
+    recipe = json.loads((imported.parent / "RECIPE.json").read_text())
+    assert recipe["source_sha256"] == models._cache.sha256(path)
 
 
 def test_import_legacy_h5(legacy_h5: Path, net: Any, tmp_path: Path) -> None:

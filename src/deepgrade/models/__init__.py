@@ -130,7 +130,7 @@ def _training_data(recipe: Any, cache: Path) -> Any:
         directory = datasets.ensure("cifar10", recipe.data, cache, sizes=dict(recipe.sizes))
     else:
         directory = datasets.ensure("cifar10", recipe.data, cache)
-    from deepgrade.datasets import cifar10  # type: ignore[attr-defined]
+    from deepgrade.datasets import cifar10
 
     return cifar10.load(directory)
 
