@@ -56,7 +56,8 @@ class Recipe:
 
 
 # The TTA exercise's smoke look-alike (autograder/tta_resnet1/spec.toml, data_sizes); a test
-# keeps them equal. A few epochs there take about a minute on a 2-core CPU.
+# keeps them equal. Measured (seed 0, look-alike recipe 1): test accuracy 0.71 after 4 epochs
+# (chance 0.10), 104 s of CPU time: about a minute on an idle 2-core CPU (177 s wall at load 7).
 SMOKE = Recipe(
     epochs=4, seed=0, batch_size=32, data="synth", sizes=(("n_train", 5000), ("n_test", 1000))
 )
