@@ -40,10 +40,16 @@ def _soft(distance: Array, scale: Array) -> Array:
 
 
 class _Shape:
-    """A garment's mask (union of parts, minus holes) and its darker details (seams, laces)."""
+    """A garment's mask (union of parts, minus holes) and its darker details (seams, laces).
 
-    def __init__(self, u: Array, v: Array, scale: Array):
-        self.u, self.v, self.scale = u, v, scale
+    `a`, `b`, `c` are per-image uniform draws in [0, 1) ((m, 1, 1) arrays) that the drawings use
+    for sleeve length, width and garment length, so classes overlap, as real garments do; `faint`
+    scales every detail, so buttons or a coat's opening are sometimes barely visible.
+    """
+
+    def __init__(self, u: Array, v: Array, scale: Array, draws: Array, faint: Array):
+        self.u, self.v, self.scale, self.faint = u, v, scale, faint
+        self.a, self.b, self.c = draws
         self.mask = np.zeros_like(u)
         self.detail = np.zeros_like(u)
 
@@ -54,7 +60,7 @@ class _Shape:
         self.mask = self.mask * (1.0 - _soft(distance, self.scale))
 
     def mark(self, distance: Array, strength: float = 0.5) -> None:
-        self.detail = np.maximum(self.detail, _soft(distance, self.scale) * strength)
+        self.detail = np.maximum(self.detail, _soft(distance, self.scale) * strength * self.faint)
 
 
 def _upper(
@@ -63,21 +69,19 @@ def _upper(
     top: float,
     bottom: float,
     half: float,
-    sleeve_end: tuple[float, float],
+    sleeve_end: tuple[float, Array | float],
     sleeve_r: float,
 ) -> None:
     """Torso with two sleeves and a neckline: the T-shirt, pullover, coat and shirt family."""
     u, v = s.u, s.v
-    s.add(_box(u, v, 0.0, (top + bottom) / 2, half, (bottom - top) / 2))
+    half_width = half + (s.b - 0.5) * 1.6
+    low = bottom + (s.c - 0.5) * 4.0  # garment length overlaps between classes
+    s.add(_box(u, v, 0.0, (top + low) / 2, half_width, (low - top) / 2))
+    end_u = sleeve_end[0] + (s.b - 0.5) * 2.0
+    end_v = sleeve_end[1] + (s.a - 0.5) * 4.0
     for side in (-1.0, 1.0):
         s.add(
-            _capsule(
-                u,
-                v,
-                (side * (half - 1.0), top + 1.5),
-                (side * sleeve_end[0], sleeve_end[1]),
-                sleeve_r,
-            )
+            _capsule(u, v, (side * (half_width - 1.0), top + 1.5), (side * end_u, end_v), sleeve_r)
         )
     s.cut(_ellipse(u, v, 0.0, top - 0.3, 2.6, 1.6))
 
@@ -111,10 +115,10 @@ def _dress(s: _Shape) -> None:
 
 def _coat(s: _Shape) -> None:
     u, v = s.u, s.v
-    _upper(s, top=-11.0, bottom=13.0, half=7.0, sleeve_end=(10.5, 11.0), sleeve_r=2.3)
+    _upper(s, top=-10.0, bottom=12.0, half=7.0, sleeve_end=(10.5, 11.0), sleeve_r=2.3)
     s.mark(_box(u, v, 0.0, 1.0, 0.35, 12.0), 0.7)  # the open front
-    s.mark(_triangle(u, v, (-0.3, -10.5), (-3.5, -10.5), (-0.3, -4.0)), 0.3)  # lapels
-    s.mark(_triangle(u, v, (0.3, -10.5), (3.5, -10.5), (0.3, -4.0)), 0.3)
+    s.mark(_triangle(u, v, (-0.3, -9.5), (-3.5, -9.5), (-0.3, -4.0)), 0.3)  # lapels
+    s.mark(_triangle(u, v, (0.3, -9.5), (3.5, -9.5), (0.3, -4.0)), 0.3)
 
 
 def _sandal(s: _Shape) -> None:
@@ -129,9 +133,17 @@ def _sandal(s: _Shape) -> None:
 
 def _shirt(s: _Shape) -> None:
     u, v = s.u, s.v
-    _upper(s, top=-9.5, bottom=11.0, half=6.3, sleeve_end=(9.5, 10.0), sleeve_r=2.0)
-    s.add(_triangle(u, v, (-0.2, -10.5), (-3.2, -10.5), (-0.5, -6.5)))  # collar
-    s.add(_triangle(u, v, (0.2, -10.5), (3.2, -10.5), (0.5, -6.5)))
+    short = s.a < 0.3  # some shirts have short sleeves, like T-shirts
+    _upper(
+        s,
+        top=-9.5,
+        bottom=11.0,
+        half=6.3,
+        sleeve_end=(9.5, np.where(short, -4.0 + s.a * 6.0, 10.0)),
+        sleeve_r=2.0,
+    )
+    s.mark(_triangle(u, v, (-0.2, -9.8), (-3.2, -9.8), (-0.5, -6.0)), 0.6)  # collar
+    s.mark(_triangle(u, v, (0.2, -9.8), (3.2, -9.8), (0.5, -6.0)), 0.6)
     s.mark(_box(u, v, 0.0, 1.5, 0.25, 9.5), 0.35)  # button placket
     for button in (-5.0, -1.0, 3.0, 7.0):
         s.mark(_ellipse(u, v, 0.9, button, 0.5, 0.5), 0.6)
@@ -190,16 +202,18 @@ _SMOOTH[np.arange(SIZE), _LO + 1] = _POS - _LO
 
 def _render_chunk(labels: Array, rng: np.random.Generator) -> Array:
     n = labels.shape[0]
-    sx = rng.uniform(0.85, 1.08, size=n).astype(np.float32)
+    sx = rng.uniform(0.8, 1.08, size=n).astype(np.float32)
     sy = rng.uniform(0.88, 1.05, size=n).astype(np.float32)
     cx = 13.5 + rng.uniform(-1.0, 1.0, size=n).astype(np.float32)
     cy = 13.5 + rng.uniform(-0.8, 0.8, size=n).astype(np.float32)
     brightness = rng.uniform(0.3, 1.0, size=(n, 1, 1)).astype(np.float32)
     coarse = rng.normal(0.0, 1.0, size=(n, _COARSE, _COARSE)).astype(np.float32)
-    texture = np.einsum("yi,nij,xj->nyx", _SMOOTH, coarse, _SMOOTH) * 0.12
-    striped = (rng.random(n) < 0.2).astype(np.float32)[:, None, None]
+    texture = np.einsum("yi,nij,xj->nyx", _SMOOTH, coarse, _SMOOTH) * 0.2
+    striped = (rng.random(n) < 0.25).astype(np.float32)[:, None, None]
     period = rng.uniform(2.5, 4.5, size=(n, 1, 1)).astype(np.float32)
-    noise = rng.normal(0.0, 0.03, size=(n, SIZE, SIZE)).astype(np.float32)
+    noise = rng.normal(0.0, 0.06, size=(n, SIZE, SIZE)).astype(np.float32)
+    draws = rng.random((3, n, 1, 1)).astype(np.float32)
+    faint = rng.uniform(0.0, 1.0, size=(n, 1, 1)).astype(np.float32)
     image = np.zeros((n, SIZE, SIZE), dtype=np.float32)
     for label, draw in enumerate(_DRAW):
         idx = np.flatnonzero(labels == label)
@@ -208,9 +222,9 @@ def _render_chunk(labels: Array, rng: np.random.Generator) -> Array:
         u = (_X[None] - cx[idx, None, None]) / sx[idx, None, None]
         v = (_Y[None] - cy[idx, None, None]) / sy[idx, None, None]
         scale = np.minimum(sx[idx], sy[idx])[:, None, None]
-        shape = _Shape(u, v, scale)
+        shape = _Shape(u, v, scale, draws[:, idx], faint[idx])
         draw(shape)
-        stripes = striped[idx] * 0.15 * np.sin(2 * np.pi * _Y[None] / period[idx])
+        stripes = striped[idx] * 0.2 * np.sin(2 * np.pi * _Y[None] / period[idx])
         tone = brightness[idx] * (1.0 + texture[idx] + stripes) * (1.0 - shape.detail)
         image[idx] = shape.mask * np.clip(tone + noise[idx], 0.05, 1.0)
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
