@@ -117,6 +117,16 @@ def test_cifar_load_round_trips(cifar: Path) -> None:
     assert big.y_train.tolist() != sorted(big.y_train.tolist())
 
 
+def test_cifar_loads_pickles_naming_numpy_core_as_the_official_files_do(cifar: Path) -> None:
+    """The official batches were pickled by NumPy 1 (`numpy.core.multiarray._reconstruct`)."""
+    for name in (*cifar10.TRAIN_FILES, cifar10.TEST_FILE):
+        raw = (cifar / name).read_bytes()
+        assert b"numpy._core.multiarray\n_reconstruct" in raw
+        (cifar / name).write_bytes(raw.replace(b"numpy._core.", b"numpy.core."))
+    datasets.verify("cifar10", cifar)
+    assert cifar10.load(cifar).x_train.shape == (23, 32, 32, 3)
+
+
 def test_fashion_look_alike_is_in_the_idx_format(fashion: Path) -> None:
     assert sorted(p.name for p in fashion.iterdir()) == sorted(fashion_mnist.FILES)
     made = fashion_mnist.generate(seed=1, **SMALL_FASHION)
