@@ -16,13 +16,12 @@ from pathlib import Path
 
 from deepgrade import __version__
 from deepgrade.errors import DeepgradeError
+from deepgrade.project import Project
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def _project(args: argparse.Namespace) -> object:
-    from deepgrade.project import Project
-
+def _project(args: argparse.Namespace) -> Project:
     return Project(Path(args.root).resolve()) if args.root else Project.find()
 
 
@@ -61,7 +60,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     project = _project(args)
     if args.check:
-        stale = check_release(project)  # type: ignore[arg-type]
+        stale = check_release(project)
         for path in stale:
             print(f"out of date: {path}", file=sys.stderr)
         if stale:
@@ -69,17 +68,17 @@ def cmd_release(args: argparse.Namespace) -> int:
             return EXIT_GRADER_FAILED
         print("release/ and solutions/ are up to date")
         return EXIT_OK
-    names = args.exercises or project.exercise_names()  # type: ignore[attr-defined]
+    names = args.exercises or project.exercise_names()
     for name in names:
-        for path in release_exercise(project, name):  # type: ignore[arg-type]
-            print(f"wrote {path}")
+        for written in release_exercise(project, name):
+            print(f"wrote {written}")
     return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from deepgrade.validate import validate_submission
 
-    problems = validate_submission(_project(args), Path(args.notebook), args.exercise)  # type: ignore[arg-type]
+    problems = validate_submission(_project(args), Path(args.notebook), args.exercise)
     for problem in problems:
         print(f"{args.notebook}: {problem}")
     if not problems:
@@ -91,7 +90,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from deepgrade.batch import grade_folder
 
     return grade_folder(
-        _project(args),  # type: ignore[arg-type]
+        _project(args),
         Path(args.submissions),
         exercise=args.exercise,
         profile=args.profile,
@@ -112,7 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.gradebook import Gradebook
 
     project = _project(args)
-    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)  # type: ignore[arg-type]
+    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
     if not path.is_file():
         raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
     with Gradebook(path) as book:
@@ -129,7 +128,7 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
     from deepgrade.batch import check_solutions
 
     return check_solutions(
-        _project(args),  # type: ignore[arg-type]
+        _project(args),
         exercises=args.exercise,
         profile=args.profile,
         workers=args.workers,
@@ -141,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from deepgrade.demo import run_demo
 
     return run_demo(
-        _project(args),  # type: ignore[arg-type]
+        _project(args),
         workdir=Path(args.workdir) if args.workdir else None,
         workers=args.workers,
         unsafe=args.unsafe,

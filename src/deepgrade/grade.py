@@ -57,7 +57,7 @@ def prepare_notebook(submission: Path, settings: GradeSettings, out: Path) -> li
         return problems
     graded = notebooks.append_cells(student_nb, gradetime_sources(settings.spec), GRADETIME_TAG)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(graded, out)
+    nbformat.write(graded, out)  # type: ignore[no-untyped-call]
     return []
 
 

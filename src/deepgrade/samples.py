@@ -69,7 +69,7 @@ def apply_edits(solution: Path, sample: Sample, out: Path) -> Path:
     for edit in sample.edits:
         index = _index_of(nb, edit.cell, solution, sample)
         if edit.insert:
-            cell = nbformat.v4.new_code_cell(edit.insert)
+            cell = nbformat.v4.new_code_cell(edit.insert)  # type: ignore[no-untyped-call]
             nb.cells.insert(index + 1, cell)
             continue
         source = nb.cells[index].source
@@ -80,7 +80,7 @@ def apply_edits(solution: Path, sample: Sample, out: Path) -> Path:
             )
         nb.cells[index].source = source.replace(edit.find, edit.replace)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out)
+    nbformat.write(nb, out)  # type: ignore[no-untyped-call]
     return out
 
 
