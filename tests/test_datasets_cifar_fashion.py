@@ -414,6 +414,12 @@ def test_import_refuses_unsafe_or_incomplete_archives(cifar: Path, tmp_path: Pat
     assert [p.name for p in (cache / "cifar10").iterdir()] == [".lock"]
 
 
+def test_ensure_real_says_the_archive_can_be_imported(tmp_path: Path) -> None:
+    with pytest.raises(DeepgradeError, match="deepgrade datasets import cifar10 PATH") as caught:
+        datasets.ensure("cifar10", "real", tmp_path)
+    assert "PATH may also be the official cifar-10-python.tar.gz" in str(caught.value)
+
+
 def test_a_broken_file_inside_the_archive_is_named(cifar: Path, tmp_path: Path) -> None:
     _batch_change("test_batch", lambda c: c[b"labels"].__setitem__(0, 11))(cifar)
     archive = _tarball(tmp_path / "cifar-10-python.tar.gz", cifar)

@@ -142,7 +142,13 @@ def ensure(name: str, variant: str, cache: Path, sizes: Mapping[str, int] | None
                 f"data sizes {dict(sizes)} given for the real {name} data set: sizes choose a "
                 'smaller synthetic look-alike (data = "synth"); the real files keep theirs'
             )
-        return _cache.ensure_real(dataset, Path(cache))
+        try:
+            return _cache.ensure_real(dataset, Path(cache))
+        except DeepgradeError as exc:
+            if name not in _ARCHIVES:
+                raise
+            archive = _ARCHIVES[name][0]
+            raise DeepgradeError(f"{exc} (PATH may also be the official {archive})") from None
     if sizes:
         _check_sizes(dataset, sizes)
     try:
