@@ -157,14 +157,20 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     assert smoke.thresholds["lenet_test_accuracy"] <= MAJORITY
 
     rng = np.random.default_rng(0)
-    x_test = rng.integers(0, 256, size=(N_TEST, 28, 28), dtype=np.uint8)
+    brightness = rng.uniform(0.1, 1.0, size=(N_TEST, 1, 1))
+    x_test = (rng.integers(0, 256, size=(N_TEST, 28, 28)) * brightness).astype(np.uint8)
     x_scaled = np.pad(x_test, ((0, 0), (2, 2), (2, 2)))[..., None].astype("float32") / 255
     reference = compile_adam(keras, build_vgg(keras, width))
     # One class wins on MAJORITY of the images: shift its bias past the others' logits.
     features = keras.Model(reference.inputs, reference.layers[-2].output).predict(
         x_scaled, verbose=0
     )
-    kernel, bias = reference.layers[-1].get_weights()
+    # The untrained features barely vary between images: a last kernel scaled to their spread
+    # makes the predictions depend on the image (logits spread about 3).
+    spread = float(features.std(axis=0).mean())
+    kernel = (rng.normal(size=(features.shape[1], 10)) * 3 / spread).astype("float32")
+    kernel /= np.sqrt(features.shape[1])
+    bias = (-(features.mean(axis=0) @ kernel)).astype("float32")
     logits = features @ kernel + bias
     label = 3
     gap = np.delete(logits, label, axis=1).max(axis=1) - logits[:, label]
