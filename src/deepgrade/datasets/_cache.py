@@ -272,8 +272,8 @@ def import_real(
         if not is_archive:
             return _build(folder, "real", fill)
         assert unpack is not None
-        if archive in md5s:
-            check_md5(source, md5s[archive], archive)  # type: ignore[index]
+        if archive is not None and archive in md5s:
+            check_md5(source, md5s[archive], archive)
         scratch = Path(tempfile.mkdtemp(dir=folder, prefix=f"{_TMP_PREFIX}unpack-"))
         try:
             origin = unpack(source, scratch)
