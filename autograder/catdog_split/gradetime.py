@@ -6,8 +6,12 @@
 # An error in the student's function is caught per input, so the other inputs still count.
 
 # %%
+import json as _dg_json
 import os as _dg_os
+import pickle as _dg_pickle
+import tempfile as _dg_tempfile
 
+import cv2 as _dg_cv2
 import numpy as _dg_np
 
 
@@ -52,12 +56,6 @@ _dg_np.savez(_dg_os.path.join(ARTIFACT_DIR, "hidden_split.npz"), **_dg_outputs) 
 print("saved hidden_split.npz")
 
 # %%
-import json as _dg_json
-import pickle as _dg_pickle
-import tempfile as _dg_tempfile
-
-import cv2 as _dg_cv2
-
 with open(_dg_os.path.join(DATA_DIR, "test_batch"), "rb") as _dg_handle:  # noqa: F821
     _dg_batch = _dg_pickle.load(_dg_handle, encoding="bytes")
 _dg_labels = _dg_np.asarray(_dg_batch[b"labels"], dtype=_dg_np.int64)

@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 from conftest import NAMES, hidden_classify_indices, scale
 
-AGREEMENT = 0.9  # PNG is lossless: the right function agrees on every image but a near-tie
+# PNG is lossless: the right function agrees on every image (one near-tie flip allowed, e.g. a
+# GPU-trained model). A ReLU network is nearly blind to a positive rescaling of its input, so
+# pixels left in [0, 255] change only the answers the missing -0.5 shift tips over: be strict.
+AGREEMENT = 0.95
 
 
 @pytest.mark.points(3)
@@ -34,7 +37,8 @@ def test_classify_file(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         pytest.fail("hidden_classify.json is not readable", pytrace=False)
     chosen = hidden_classify_indices(
-        catsdogs.raw_test_y, int(hidden["classify_seed"]),
+        catsdogs.raw_test_y,
+        int(hidden["classify_seed"]),
         int(hidden["classify_images"]),
     )
     model = load_model("model.keras")

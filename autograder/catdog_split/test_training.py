@@ -88,8 +88,7 @@ def test_architecture(model: Any) -> None:
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     found = [type(layer).__name__ for layer in layers]
     assert found == CNN1, (
-        f"your network's layers are {', '.join(found) or 'none'}; cnn1.py's are "
-        f"{', '.join(CNN1)}"
+        f"your network's layers are {', '.join(found) or 'none'}; cnn1.py's are {', '.join(CNN1)}"
     )
     shape = tuple(model.inputs[0].shape[1:])
     assert shape == (32, 32, 3), f"the input is {shape}; CIFAR-10 images are (32, 32, 3)"
@@ -148,7 +147,9 @@ def test_test_accuracy(
 
 
 @pytest.mark.points(2)
-def test_examples(artifact: Callable[[str], Path], probabilities: np.ndarray, catsdogs: Any) -> None:
+def test_examples(
+    artifact: Callable[[str], Path], probabilities: np.ndarray, catsdogs: Any
+) -> None:
     """The first 3 dogs and first 3 cats of the test set, with the model's probabilities"""
     try:
         saved = np.load(artifact("examples.npz"), allow_pickle=False)
