@@ -92,15 +92,22 @@ with open(_dg_artifact("tta_calls.json"), "w", encoding="utf-8") as _dg_handle:
     )
 
 # %%
-# Interleaved rounds (both timings see the same machine load); warm-ups done above and here.
-_dg_timing = {"n": len(_dg_x), "plain_s": [], "tta_s": []}
+# Interleaved rounds, each timed twice: wall-clock time (what a GPU runner needs) and the
+# process's CPU time over all its threads (what a shared CPU needs: neighbours' load inflates
+# wall time, not the work done). Warm-ups done above and here; a slow function gets fewer
+# rounds, so it cannot push the cell past its time limit.
+_dg_timing = {"n": len(_dg_x), "plain_s": [], "tta_s": [], "plain_cpu_s": [], "tta_cpu_s": []}
 _dg_model.predict(_dg_x, verbose=0)
 for _dg_round in range(HIDDEN["timing_rounds"]):  # noqa: F821
-    _dg_start = _dg_time.perf_counter()
-    _dg_model.predict(_dg_x, verbose=0)
-    _dg_timing["plain_s"].append(_dg_time.perf_counter() - _dg_start)
-    _dg_start = _dg_time.perf_counter()
-    tta_predict(_dg_model, _dg_x.copy())  # noqa: F821 (student's function)
-    _dg_timing["tta_s"].append(_dg_time.perf_counter() - _dg_start)
+    for _dg_key, _dg_call in (
+        ("plain", lambda: _dg_model.predict(_dg_x, verbose=0)),
+        ("tta", lambda: tta_predict(_dg_model, _dg_x.copy())),  # noqa: F821 (student's)
+    ):
+        _dg_wall, _dg_cpu = _dg_time.perf_counter(), _dg_time.process_time()
+        _dg_call()
+        _dg_timing[f"{_dg_key}_s"].append(_dg_time.perf_counter() - _dg_wall)
+        _dg_timing[f"{_dg_key}_cpu_s"].append(_dg_time.process_time() - _dg_cpu)
+    if sum(_dg_timing["tta_s"]) > HIDDEN["timing_budget_s"]:  # noqa: F821
+        break
 with open(_dg_artifact("tta_timing.json"), "w", encoding="utf-8") as _dg_handle:
     _dg_json.dump(_dg_timing, _dg_handle)

@@ -122,18 +122,24 @@ def test_tta_cost(
 ) -> None:
     """tta_predict is vectorised: at most ~12x the time of one plain predict"""
     timing = _json(artifacts_dir, "tta_timing.json", "time tta_predict")
-    plain, tta = timing.get("plain_s"), timing.get("tta_s")
-    if not (
-        isinstance(plain, list)
-        and isinstance(tta, list)
-        and plain
-        and tta
-        and all(isinstance(v, int | float) and v > 0 for v in plain + tta)
+    series = [timing.get(key) for key in ("plain_s", "tta_s", "plain_cpu_s", "tta_cpu_s")]
+    if not all(
+        isinstance(values, list)
+        and values
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
+        for values in series
     ):
         fail("the grader could not time tta_predict")
-    # Best of the rounds, as timeit does: load from other processes only ever adds time.
-    ratio = min(tta) / min(plain)
+    plain, tta, plain_cpu, tta_cpu = series
+    # Best of the rounds, as timeit does: other processes only ever add time. The smaller of
+    # the wall-clock and the CPU-time ratios: on a GPU wall time is the cost (CPU time misses
+    # the device's work), on a shared CPU CPU time is (wall time measures the neighbours).
+    # A loop over images pays Keras' per-call overhead in both.
+    wall, cpu = min(tta) / min(plain), min(tta_cpu) / min(plain_cpu)
+    ratio = min(wall, cpu)
     measure("tta_cost_ratio", ratio)
+    measure("tta_cost_ratio_wall", wall)
+    measure("tta_cost_ratio_cpu", cpu)
     limit = threshold("tta_cost_ratio")
     assert ratio <= limit, (
         f"tta_predict took {ratio:.1f} times as long as one model.predict of the same images; "
