@@ -245,8 +245,14 @@ def test_reference_artifacts_score_full_marks_in_the_sandbox(
     assert report.error is None, report.error
     assert {c.check_id: c.message for c in report.checks if not c.passed} == {}
     assert (report.points, report.max_points) == (20.0, 20.0)
-    assert set(report.measurements) == {"moving_mean_sigmas", "moving_variance_sigmas"}
-    assert all(0.0 <= v < 6.0 for v in report.measurements.values())
+    measured = report.measurements
+    assert set(measured) == {
+        f"moving_{stat}_{what}"
+        for stat in ("mean", "variance")
+        for what in ("sigmas", "tolerance_used")
+    }
+    assert 0.0 <= measured["moving_mean_sigmas"] < 6.0
+    assert 0.0 <= measured["moving_variance_tolerance_used"] < 1.0
 
 
 def test_wrong_artifacts_fail_every_check_with_what_to_fix(
