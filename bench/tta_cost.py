@@ -3,9 +3,10 @@
 The TTA exercise's hidden check (autograder/tta_resnet1/test_tta.py::test_tta_cost) times the
 student's tta_predict against one plain model.predict of the same images and requires at most
 12 times as long. This prints, for program 10's ResNet-20 (weights do not change the cost), the
-ratios of three implementations over one plain predict, each the fastest of --rounds rounds
+ratios of four implementations over one plain predict, each the fastest of --rounds rounds
 after a warm-up, in wall-clock time and in the process's CPU time (all threads):
 - vectorised: all 11 views of all images stacked, one model.predict (the reference solution);
+- batch 1: the same single call with batch_size=1 (Keras steps through the images one by one);
 - per view: one model.predict per view (11 calls);
 - per image: one model.predict per image, its 11 views (n calls), on --loop-images images.
 Usage: .venv/bin/python bench/tta_cost.py [--images 128] [--rounds 3] [--loop-images 32]
@@ -47,11 +48,11 @@ def views(images: Any) -> list[Any]:
     return out
 
 
-def vectorised(model: Any, images: Any) -> Any:
+def vectorised(model: Any, images: Any, batch_size: int = 256) -> Any:
     import numpy as np
 
     stacked = np.concatenate(views(images))
-    probabilities = model.predict(stacked, batch_size=256, verbose=0)
+    probabilities = model.predict(stacked, batch_size=batch_size, verbose=0)
     return probabilities.reshape(len(VIEWS), len(images), -1).mean(axis=0)
 
 
@@ -104,6 +105,12 @@ def main() -> None:
             plain,
         ),
         (
+            "batch 1 (1 call)",
+            args.images,
+            clock(lambda: vectorised(model, images, batch_size=1), args.rounds),
+            plain,
+        ),
+        (
             "per view (11 calls)",
             args.images,
             clock(lambda: per_view(model, images), args.rounds),
@@ -122,7 +129,7 @@ def main() -> None:
         print(
             f"{name:<22}{n:>7}{wall:>9.3f}{cpu:>8.3f}{wall / base_wall:>8.1f}{cpu / base_cpu:>7.1f}"
         )
-    print("the check: min(wall x, CPU x) <= 12")
+    print("the check: CPU x on a CPU (wall x on an accelerator) <= 12")
 
 
 if __name__ == "__main__":

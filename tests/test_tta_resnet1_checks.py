@@ -198,6 +198,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
             answers={"plain_accuracy": 91.4, "accuracy_increased": True},
             timing={
                 "n": 96,
+                "accelerator": False,
                 "plain_s": [0.1, 0.12, 0.11],
                 "tta_s": [5.0, 4.0, 6.0],
                 "plain_cpu_s": [0.2, 0.2, 0.2],
@@ -294,7 +295,7 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
         "tta_predict returned values from 0 to 11"
     )
     assert said["test_tta::test_tta_cost"].startswith(
-        "tta_predict took 40.0 times as long as one model.predict"
+        "tta_predict took 50.0 times as long as one model.predict"
     )
     assert "91.4000 differs from the grader's" in said["test_accuracy::test_plain_accuracy"]
     assert "give a fraction" in said["test_accuracy::test_plain_accuracy"]
