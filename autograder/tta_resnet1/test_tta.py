@@ -146,6 +146,7 @@ def test_tta_cost(
     limit = threshold("tta_cost_ratio")
     assert ratio <= limit, (
         f"tta_predict took {ratio:.1f} times as long as one model.predict of the same images; "
-        f"11 views should cost about 11 times, at most {limit:g}: build all views of all images "
-        "with numpy and call model.predict once on them, not once per image or per view"
+        f"11 views should cost about 11 times, at most {limit:g}: build all views of all "
+        "images with numpy and call model.predict once on them (batch_size 32 or more), not "
+        "once per image, per view or with batch_size=1"
     )
