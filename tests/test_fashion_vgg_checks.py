@@ -1,7 +1,7 @@
 """The Fashion-MNIST VGG hidden checks, run through run_checks on artifacts built here with Keras.
 
 The grader's test labels are the reference VGG's own predictions on random images (padded and
-scaled as the checks do), its last bias tuned so that one class wins on 70% of them: the right
+scaled as the checks do), its last layer tuned so that one class wins on 95% of them: the right
 VGG scores 100% without training, a LeNet that always answers that class scores exactly 70%,
 and a VGG forced to another class scores almost 0%. Every accuracy outcome is known in advance
 and no test waits for a fit.
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 REPO = Path(__file__).resolve().parents[1]
 N_TEST = 60
-MAJORITY = 0.7  # the share of the test labels the constant LeNet gets right
+MAJORITY = 0.95  # the share of the test labels the constant LeNet gets right
 BLOCKS = ((64, 64), (128, 128), (256, 256), (512, 512, 512), (512, 512, 512))
 CHECKS = {  # check id -> points: the exercise is worth 20
     "test_padding::test_pad_shape_and_dtype": 1,
@@ -178,7 +178,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     reference.layers[-1].set_weights([kernel, bias])
     predicted = np.argmax(reference.predict(x_scaled, verbose=0), axis=1)
     share = float(np.mean(predicted == label))
-    assert 0.6 <= share <= 0.8 and len(set(predicted)) > 1
+    assert 0.9 <= share <= 0.98 and len(set(predicted)) > 1
 
     data = root / "data"
     data.mkdir()

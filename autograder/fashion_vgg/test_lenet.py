@@ -45,6 +45,7 @@ def test_lenet_comparison(
     valid = isinstance(reported, int | float) and not isinstance(reported, bool)
     assert valid and math.isfinite(reported) and abs(reported - measured) <= AGREEMENT, (
         f"the LeNet accuracy you reported ({reported!r}) is not what your saved LeNet scores "
-        f"on the test set ({measured:.1%}): set lenet_eval = lenet.evaluate(X_test, "
-        "Y_test_hot) after training, and report that"
+        f"on the grader's test set ({measured:.1%}): set lenet_eval = lenet.evaluate(X_test, "
+        "Y_test_hot) after training and report that; if you did, your pad_images pads the "
+        "images differently from the grader (see the padding check)"
     )
