@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from deepgrade.batch import batch_settings
 from deepgrade.checks.runner import run_checks
 from deepgrade.execute import execute_notebook
-
-from deepgrade.batch import batch_settings
 from deepgrade.grade import prepare_notebook
 from deepgrade.project import Project
 
