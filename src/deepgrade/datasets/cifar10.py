@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from deepgrade.datasets._registry import Dataset, Layout
+from deepgrade.datasets._registry import Dataset, Layout, balanced_splits
 from deepgrade.errors import InputError
 
 if TYPE_CHECKING:
@@ -317,24 +317,12 @@ def write(directory: Path, data: Cifar10Data) -> None:
 
 
 def generate(*, seed: int = 0, n_train: int = 50000, n_test: int = 10000) -> Cifar10Data:
-    """The look-alike in memory: drawn objects (see _cifar_render), balanced, shuffled.
-
-    Train and test come from separate streams of `seed`, so changing n_train leaves the test
-    images unchanged (and the reverse).
-    """
-    import numpy as np
-
+    """The look-alike in memory: drawn objects (see _cifar_render), balanced, shuffled."""
     from deepgrade.datasets._cifar_render import render
 
-    for key, n, least in (("seed", seed, 0), ("n_train", n_train, 5), ("n_test", n_test, 1)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < least:
-            raise ValueError(f"{key} must be an integer >= {least}, got {n!r}")
-    arrays: dict[str, NDArray[Any]] = {}
-    for stream, (prefix, n) in enumerate((("train", n_train), ("test", n_test))):
-        rng = np.random.default_rng([seed, stream])
-        labels = rng.permutation(np.arange(n, dtype=np.int64) % len(LABEL_NAMES))
-        arrays[f"x_{prefix}"] = render(labels, rng)
-        arrays[f"y_{prefix}"] = labels
+    arrays = balanced_splits(
+        render, len(LABEL_NAMES), seed=seed, n_train=n_train, n_test=n_test, least_train=5
+    )
     return Cifar10Data(label_names=list(LABEL_NAMES), **arrays)
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepgrade.datasets._registry import Dataset, Layout
+from deepgrade.datasets._registry import Dataset, Layout, balanced_splits
 from deepgrade.errors import InputError
 
 if TYPE_CHECKING:
@@ -205,24 +205,10 @@ def write(directory: Path, data: FashionData) -> None:
 
 
 def generate(*, seed: int = 0, n_train: int = 60000, n_test: int = 10000) -> FashionData:
-    """The look-alike in memory: garment silhouettes (see _fashion_render), balanced, shuffled.
-
-    Train and test come from separate streams of `seed`, so changing n_train leaves the test
-    images unchanged (and the reverse).
-    """
-    import numpy as np
-
+    """The look-alike in memory: garment silhouettes (see _fashion_render), balanced, shuffled."""
     from deepgrade.datasets._fashion_render import render
 
-    for key, n, least in (("seed", seed, 0), ("n_train", n_train, 1), ("n_test", n_test, 1)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < least:
-            raise ValueError(f"{key} must be an integer >= {least}, got {n!r}")
-    arrays: dict[str, NDArray[Any]] = {}
-    for stream, (prefix, n) in enumerate((("train", n_train), ("test", n_test))):
-        rng = np.random.default_rng([seed, stream])
-        labels = rng.permutation(np.arange(n, dtype=np.int64) % len(CLASS_NAMES))
-        arrays[f"x_{prefix}"] = render(labels, rng)
-        arrays[f"y_{prefix}"] = labels
+    arrays = balanced_splits(render, len(CLASS_NAMES), seed=seed, n_train=n_train, n_test=n_test)
     return FashionData(**arrays)
 
 

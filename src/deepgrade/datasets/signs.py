@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepgrade.datasets._registry import Dataset, Layout
+from deepgrade.datasets._registry import Dataset, Layout, balanced_splits
 from deepgrade.errors import InputError
 
 if TYPE_CHECKING:
@@ -215,24 +215,12 @@ def write(directory: Path, data: SignsData) -> None:
 
 
 def generate(*, seed: int = 0, n_train: int = 1080, n_test: int = 120) -> SignsData:
-    """The look-alike in memory: painted hands (see _signs_render), balanced, shuffled.
-
-    Train and test come from separate streams of `seed`, so changing n_train leaves the test
-    images unchanged (and the reverse).
-    """
+    """The look-alike in memory: painted hands (see _signs_render), balanced, shuffled."""
     import numpy as np
 
     from deepgrade.datasets._signs_render import render
 
-    for key, n, least in (("seed", seed, 0), ("n_train", n_train, 1), ("n_test", n_test, 1)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < least:
-            raise ValueError(f"{key} must be an integer >= {least}, got {n!r}")
-    arrays: dict[str, NDArray[Any]] = {}
-    for stream, (prefix, n) in enumerate((("train", n_train), ("test", n_test))):
-        rng = np.random.default_rng([seed, stream])
-        labels = rng.permutation(np.arange(n, dtype=np.int64) % len(CLASSES))
-        arrays[f"x_{prefix}"] = render(labels, rng)
-        arrays[f"y_{prefix}"] = labels
+    arrays = balanced_splits(render, len(CLASSES), seed=seed, n_train=n_train, n_test=n_test)
     return SignsData(classes=np.arange(len(CLASSES), dtype=np.int64), **arrays)
 
 
