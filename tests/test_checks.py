@@ -432,7 +432,7 @@ def test_crash_mid_run_keeps_finished_checks_and_sets_error(tmp_path: Path) -> N
     report = _run_checks(tmp_path, directory, unsafe=True)
     assert report.verdict is Verdict.ARTIFACT_REJECTED
     assert report.error.startswith(
-        "the hidden checks stopped at 'test_crash': their process ended early (exit status 3)"
+        "the hidden checks stopped at 'test_crash': they crashed or were stopped (exit status 3)"
     )
     assert [(c.check_id, c.passed) for c in report.checks] == [
         ("test_hidden::test_first", True),

@@ -178,14 +178,13 @@ class _ChannelReader:
 
 
 def _stop(outcome: ProcessOutcome, timeout_s: float, memory_mb: int) -> tuple[Verdict, str]:
-    """Why the check process ended before its checks did: the verdict and a reason a student
-    can read (the checks had collected, so what stopped them was reading the student's files)."""
+    """Why the check process ended before its checks did: the verdict and what the checks did,
+    for a student (they had been collected, so what stopped them was the student's files)."""
     if outcome.timed_out:
-        reason = f"they ran past their {timeout_s:.0f} s time limit"
-        return Verdict.CHECK_TIMEOUT, reason
+        return Verdict.CHECK_TIMEOUT, f"ran past their {timeout_s:.0f} s time limit"
     if outcome.oom_killed:
-        return Verdict.ARTIFACT_REJECTED, f"they ran out of memory (limit {memory_mb} MiB)"
-    ended = f"their process ended early (exit status {outcome.returncode})"
+        return Verdict.ARTIFACT_REJECTED, f"ran out of memory (limit {memory_mb} MiB)"
+    ended = f"crashed or were stopped (exit status {outcome.returncode})"
     return Verdict.ARTIFACT_REJECTED, ended
 
 
@@ -207,7 +206,7 @@ def _stopped_report(
     advice = _ADVICE[verdict]
     here = f"this check was stopped: the hidden checks {reason} here ({advice})"
     detail = (
-        f"the hidden checks stopped at '{running.title}': {reason} ({advice}); "
+        f"the hidden checks stopped at '{running.title}': they {reason} ({advice}); "
         f"the {len(unfinished)} check(s) that did not finish earn 0"
     )
     marked = tuple(
@@ -232,8 +231,9 @@ def _report(
     failure was: before the checks were collected the grader's, after it the student's."""
     fallback = tuple(static)
     if stream.first is None:
-        why = _stop(outcome, timeout_s, memory_mb)[1] if outcome.timed_out else ""
-        why = why or f"pytest reported no checks (exit status {outcome.returncode})"
+        why = f"pytest reported no checks (exit status {outcome.returncode})"
+        if outcome.timed_out:
+            why = f"the checks ran past their {timeout_s:.0f} s time limit before reporting any"
         return CheckReport(fallback, seconds, why, Verdict.GRADER_ERROR)
     try:
         first = decode_snapshot(stream.first)
