@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from test_checks import _run_checks, _spec_dir
 
-from deepgrade.checks import MAX_SNAPSHOT_BYTES, SnapshotStream, encode_snapshot
+from deepgrade.checks import MAX_SNAPSHOT_BYTES, encode_snapshot
 from deepgrade.checks.runner import STOPPED_LATER, _report
-from deepgrade.checks.verify import REJECTED, static_checks
+from deepgrade.checks.verify import REJECTED, Channel, static_checks
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.grade import _stage2_verdict
 from deepgrade.gradebook import Gradebook
@@ -79,17 +79,17 @@ def _honest() -> list[dict[str, Any]]:
     ]
 
 
-def _stream(static: list[CheckResult], *lines: bytes) -> SnapshotStream:
+def _stream(static: list[CheckResult], *lines: bytes) -> Channel:
     """The channel as the host reads it: the plugin's real first snapshot, then `lines`."""
-    stream = SnapshotStream()
-    stream.feed(encode_snapshot(static, [False] * len(static), error=None, complete=False))
+    channel = Channel(static)
+    channel.feed(encode_snapshot(static, [False] * len(static), error=None, complete=False))
     for line in lines:
-        stream.feed(line)
-    return stream
+        channel.feed(line)
+    return channel
 
 
-def _host_report(static: list[CheckResult], stream: SnapshotStream) -> CheckReport:
-    return _report(static, stream, FINE, 1.0, timeout_s=300, memory_mb=512)
+def _host_report(static: list[CheckResult], channel: Channel) -> CheckReport:
+    return _report(static, channel, FINE, 1.0, timeout_s=300, memory_mb=512)
 
 
 FORGERIES = {
@@ -176,6 +176,33 @@ def test_totals_come_from_the_host_and_missing_checks_fail_as_not_run(tmp_path: 
     assert report.verdict is Verdict.ARTIFACT_REJECTED  # the student's, not the grader's
     # Titles are the source's, not whatever the process reported.
     assert [c.title for c in report.checks] == ["First check.", "Second check.", "Third check."]
+
+
+def test_finished_results_cannot_be_rewritten_later(tmp_path: Path) -> None:
+    """Code that takes over the process in a later check cannot flip an earlier one."""
+    static = _static(tmp_path)
+    honest = _honest()
+    after_first = [
+        honest[0],
+        {**honest[1], "done": False, "message": "not yet"},
+        {**honest[2], "done": False, "points": 0, "passed": False},
+    ]
+    after_second = [*honest[:2], {**honest[2], "done": False, "points": 0, "passed": False}]
+    flipped = [honest[0], _entry("test_second", 1, 1, True), honest[2]]
+    lines = [_line(after_first, False), _line(after_second, False), _line(flipped)]
+    report = _host_report(static, _stream(static, *lines))
+    assert report.verdict is Verdict.RESULTS_REJECTED
+    assert "test_hidden::test_second's result changed after it finished" in str(report.error)
+    assert report.points == 0
+    honest_run = _host_report(static, _stream(static, *lines[:2], _line(honest)))
+    assert honest_run.verdict is None and honest_run.points == 3
+
+
+def test_flood_of_snapshots_is_rejected(tmp_path: Path) -> None:
+    static = _static(tmp_path)
+    report = _host_report(static, _stream(static, *[_line(_honest())] * 50))
+    assert report.verdict is Verdict.RESULTS_REJECTED
+    assert "more than 14 snapshots" in str(report.error)
 
 
 def test_honest_snapshot_is_accepted_as_is(tmp_path: Path) -> None:

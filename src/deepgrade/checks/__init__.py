@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,8 @@ class SnapshotStream:
     MAX_SNAPSHOT_BYTES is dropped and remembered as `oversized` (only a forger writes one).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_line: Callable[[bytes], None] | None = None) -> None:
+        self.on_line = on_line  # sees every complete line, in order
         self.first: bytes | None = None
         self.last: bytes | None = None
         self.lines = 0
@@ -172,6 +173,8 @@ class SnapshotStream:
                 self.first = line if self.first is None else self.first
                 self.last = line
                 self.lines += 1
+                if self.on_line is not None:
+                    self.on_line(line)
             self._partial.clear()
             self._skipping = False
 

@@ -33,8 +33,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import deepgrade
-from deepgrade.checks import SnapshotStream, decode_snapshot
-from deepgrade.checks.verify import REJECTED, collection_problem, static_checks, verify
+from deepgrade.checks import decode_snapshot
+from deepgrade.checks.verify import (
+    REJECTED,
+    Channel,
+    collection_problem,
+    static_checks,
+    verify,
+)
 from deepgrade.errors import InputError, SandboxUnavailable
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
@@ -156,8 +162,8 @@ class _ChannelReader:
     """Drains the results pipe in a thread, so the check process never blocks on a full pipe,
     keeping only the first and last whole snapshots (bounded memory)."""
 
-    def __init__(self, read_fd: int) -> None:
-        self.stream = SnapshotStream()
+    def __init__(self, read_fd: int, channel: Channel) -> None:
+        self.channel = channel
         self._fd = read_fd
         self._thread = threading.Thread(target=self._run, name="stage2-results", daemon=True)
         self._thread.start()
@@ -165,16 +171,16 @@ class _ChannelReader:
     def _run(self) -> None:
         try:
             while chunk := os.read(self._fd, 1 << 16):
-                self.stream.feed(chunk)
+                self.channel.feed(chunk)
         except OSError:
             pass
         finally:
             os.close(self._fd)
 
-    def finish(self) -> SnapshotStream:
+    def finish(self) -> Channel:
         """What arrived, once every write end is closed (or after a grace period)."""
         self._thread.join(READER_GRACE_S)
-        return self.stream
+        return self.channel
 
 
 def _stop(outcome: ProcessOutcome, timeout_s: float, memory_mb: int) -> tuple[Verdict, str]:
@@ -220,7 +226,7 @@ def _stopped_report(
 
 def _report(
     static: list[CheckResult],
-    stream: SnapshotStream,
+    channel: Channel,
     outcome: ProcessOutcome,
     seconds: float,
     *,
@@ -229,7 +235,7 @@ def _report(
 ) -> CheckReport:
     """Turn what the channel carried into a CheckReport; the verdict says whose fault a
     failure was: before the checks were collected the grader's, after it the student's."""
-    fallback = tuple(static)
+    fallback, stream = tuple(static), channel.stream
     if stream.first is None:
         why = f"pytest reported no checks (exit status {outcome.returncode})"
         if outcome.timed_out:
@@ -245,6 +251,7 @@ def _report(
         return CheckReport(fallback, seconds, problem, Verdict.GRADER_ERROR)
     # The checks were collected: the grader's part worked. What follows is the student's.
     problems = ["a results snapshot over the size limit"] if stream.oversized else []
+    problems += channel.problems
     try:
         last = decode_snapshot(stream.last or b"")
     except ValueError as exc:
@@ -299,7 +306,7 @@ def run_checks(
         artifacts_dir = empty
     static = static_checks(spec.directory)
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds hands the write end over
-    reader = _ChannelReader(read_fd)
+    reader = _ChannelReader(read_fd, Channel(static))
     try:
         if unsafe:
             argv = _command(
@@ -336,7 +343,7 @@ def run_checks(
         seconds = time.perf_counter() - started
     finally:
         os.close(write_fd)  # the reader sees the end of the stream once every copy is closed
-        stream = reader.finish()
+        channel = reader.finish()
     return _report(
-        static, stream, outcome, seconds, timeout_s=timeout_s, memory_mb=profile.memory_mb
+        static, channel, outcome, seconds, timeout_s=timeout_s, memory_mb=profile.memory_mb
     )

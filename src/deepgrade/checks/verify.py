@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deepgrade.checks import MAX_MESSAGE, NOT_RUN, Snapshot
+from deepgrade.checks import MAX_MESSAGE, NOT_RUN, Snapshot, SnapshotStream, decode_snapshot
 from deepgrade.results import CheckResult
 
 REJECTED = (
@@ -145,3 +145,43 @@ def verify(snapshot: Snapshot, static: Sequence[CheckResult]) -> Verified:
         message = "" if check.passed else check.message.strip()[:MAX_MESSAGE] or "check failed"
         checks.append(replace(base, points=check.points, passed=check.passed, message=message))
     return Verified(tuple(checks), (), tuple(unfinished))
+
+
+class Channel:
+    """The results channel as the host reads it: every snapshot in order, first and last kept.
+
+    A check's result, once finished, may not change in a later snapshot: code that takes over
+    the check process in one check can still claim the checks after it, but cannot rewrite the
+    results of those that finished before it ran. Problems found here reject the results.
+    """
+
+    def __init__(self, static: Sequence[CheckResult]) -> None:
+        self.stream = SnapshotStream(on_line=self._line)
+        self.problems: list[str] = []
+        self._finished: dict[str, tuple[float, bool]] = {}
+        self._limit = 2 * len(static) + 8  # the plugin writes len(static) + 2
+
+    def feed(self, chunk: bytes) -> None:
+        self.stream.feed(chunk)
+
+    def _line(self, line: bytes) -> None:
+        if self.problems:
+            return  # already rejected: spend nothing more on what a forger writes
+        if self.stream.lines > self._limit:
+            self.problems.append(f"more than {self._limit} snapshots")
+            return
+        try:
+            snapshot = decode_snapshot(line)
+        except ValueError as exc:
+            self.problems.append(str(exc))
+            return
+        now: dict[str, tuple[float, bool, bool]] = {}
+        for check, done in zip(snapshot.checks, snapshot.done, strict=True):
+            now.setdefault(check.check_id, (check.points, check.passed, done))
+        for check_id, before in self._finished.items():
+            points, passed, done = now.get(check_id, (0.0, False, False))
+            if not done or (points, passed) != before:
+                self.problems.append(f"{check_id[:120]}'s result changed after it finished")
+        for check_id, (points, passed, done) in now.items():
+            if done:
+                self._finished.setdefault(check_id, (points, passed))
