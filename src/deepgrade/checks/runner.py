@@ -159,8 +159,8 @@ def _sandboxed_argv(
 
 
 class _ChannelReader:
-    """Drains the results pipe in a thread, so the check process never blocks on a full pipe,
-    keeping only the first and last whole snapshots (bounded memory)."""
+    """Drains the results pipe in a thread, so the check process never blocks on a full pipe;
+    the Channel sees each whole snapshot and keeps only what the host needs (bounded memory)."""
 
     def __init__(self, read_fd: int, channel: Channel) -> None:
         self.channel = channel
