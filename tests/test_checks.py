@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from deepgrade.checks import read_results, write_results
+from deepgrade.checks import Snapshot, encode_snapshot, read_results
 from deepgrade.checks.plugin import student_message
 from deepgrade.errors import InputError
-from deepgrade.results import CheckResult
+from deepgrade.results import CheckResult, Verdict
 
 pytest_plugins = ["pytester"]
 
@@ -68,9 +68,9 @@ def _run(
         f"--dg-results={results}",
         str(directory),
     )
-    checks, error, complete = read_results(results)
-    assert complete
-    return {c.check_id.split("::")[1]: c for c in checks}, error, outcome
+    snapshot = read_results(results)
+    assert snapshot.complete
+    return {c.check_id.split("::")[1]: c for c in snapshot.checks}, snapshot.error, outcome
 
 
 def test_points_titles_ids_and_fixtures(pytester: pytest.Pytester) -> None:
@@ -281,10 +281,11 @@ def test_results_file_lists_checks_before_they_run(pytester: pytest.Pytester) ->
 
         @pytest.mark.points(3)
         def test_peek(pytestconfig):
-            data = json.loads(open(pytestconfig.getoption("--dg-results")).read())
-            assert data["complete"] is False
-            assert data["error"] == "the checks did not finish"
+            lines = open(pytestconfig.getoption("--dg-results")).read().splitlines()
+            data = json.loads(lines[-1])
+            assert len(lines) == 1 and data["complete"] is False and data["error"] is None
             assert [c["max_points"] for c in data["checks"]] == [3.0, 1.0]
+            assert [c["done"] for c in data["checks"]] == [False, False]
 
         @pytest.mark.points(1)
         def test_later():
@@ -307,11 +308,11 @@ def test_student_message_cuts_long_text() -> None:
 def test_results_round_trip_and_refusals(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     check = CheckResult("t::a", "A", 1.0, 1.0, True)
-    write_results(path, [check], error=None, complete=True)
-    assert read_results(path) == ((check,), None, True)
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left
-    path.write_text(json.dumps({"version": 99, "checks": []}))
-    with pytest.raises(InputError, match="not a version 1 results file"):
+    line = encode_snapshot([check], [True], error=None, complete=True, measurements={"a": 0.5})
+    path.write_bytes(line + line[:10])  # a crash mid-line leaves the last whole one readable
+    assert read_results(path) == Snapshot((check,), (True,), True, None, {"a": 0.5})
+    path.write_text(json.dumps({"version": 99, "checks": []}) + "\n")
+    with pytest.raises(InputError, match="not version 2"):
         read_results(path)
     with pytest.raises(InputError, match="no results file"):
         read_results(tmp_path / "absent.json")
@@ -429,30 +430,16 @@ def test_crash_mid_run_keeps_finished_checks_and_sets_error(tmp_path: Path) -> N
         """,
     )
     report = _run_checks(tmp_path, directory, unsafe=True)
-    assert report.error == "the checks did not finish"
+    assert report.verdict is Verdict.ARTIFACT_REJECTED
+    assert report.error.startswith(
+        "the hidden checks stopped at 'test_crash': they crashed or were stopped (exit status 3)"
+    )
     assert [(c.check_id, c.passed) for c in report.checks] == [
         ("test_hidden::test_first", True),
         ("test_hidden::test_crash", False),
         ("test_hidden::test_after", False),
     ]
     assert (report.points, report.max_points) == (2.0, 4.0)
-
-
-def test_timeout_is_reported(tmp_path: Path) -> None:
-    directory = _spec_dir(
-        tmp_path,
-        """
-        import time, pytest
-
-        @pytest.mark.points(1)
-        def test_slow():
-            time.sleep(60)
-        """,
-    )
-    report = _run_checks(tmp_path, directory, unsafe=True, timeout_s=2)
-    assert report.error == "the checks ran past their time limit (2 s)"
-    assert [c.passed for c in report.checks] == [False]
-    assert report.seconds < 20
 
 
 def test_no_results_file_falls_back_to_the_checks_in_source(tmp_path: Path) -> None:
@@ -475,7 +462,8 @@ def test_no_results_file_falls_back_to_the_checks_in_source(tmp_path: Path) -> N
         conftest="import os\nos._exit(5)\n",
     )
     report = _run_checks(tmp_path, directory, unsafe=True)
-    assert report.error == "pytest wrote no results (exit status 5)"
+    assert report.error == "pytest reported no checks (exit status 5)"
+    assert report.verdict is Verdict.GRADER_ERROR
     assert [(c.check_id, c.title, c.max_points, c.passed) for c in report.checks] == [
         ("test_hidden::test_one", "First check.", 3.0, False),
         ("test_hidden::test_two", "test_two", 1.5, False),
@@ -517,8 +505,6 @@ def test_missing_artifact_folder_fails_every_check_closed(tmp_path: Path) -> Non
 def test_measurements_reach_the_results_file_without_changing_points(
     pytester: pytest.Pytester,
 ) -> None:
-    from deepgrade.checks import read_measurements
-
     directory = _exercise(
         pytester,
         """
@@ -534,4 +520,5 @@ def test_measurements_reach_the_results_file_without_changing_points(
     checks, error, _ = _run(pytester, directory)
     assert error is None
     assert checks["test_accuracy"].points == 0.0
-    assert read_measurements(pytester.path / "out" / "results.json") == {"test_accuracy": 0.25}
+    measured = read_results(pytester.path / "out" / "results.json").measurements
+    assert measured == {"test_accuracy": 0.25}

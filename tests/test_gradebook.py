@@ -94,7 +94,7 @@ def test_csv_export(tmp_path: Path) -> None:
 
 
 def test_gradescope_export(tmp_path: Path) -> None:
-    written = export_gradescope([(result("ana", "h1", 0.0), "t")], tmp_path)
+    written = export_gradescope([(result("ana", "h1", 0.0), "t")], tmp_path).files
     assert written == [tmp_path / "signs_cnn" / "ana" / "results.json"]
     data = json.loads(written[0].read_text())
     assert data["score"] == 1.0

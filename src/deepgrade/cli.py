@@ -117,10 +117,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Gradebook(path) as book:
         results = book.latest(args.exercise, args.profile)
     default_out = "grades.csv" if args.format == "csv" else "gradescope"
-    written = EXPORTERS[args.format](results, Path(args.out or default_out))
-    print(
-        f"exported {len(results)} results to {len(written)} file(s) under {args.out or default_out}"
-    )
+    exported = EXPORTERS[args.format](results, Path(args.out or default_out))
+    shown = len(results) - len(exported.left_out)
+    where = args.out or default_out
+    print(f"exported {shown} results to {len(exported.files)} file(s) under {where}")
+    if exported.left_out:
+        print(f"left out {len(exported.left_out)} grader error(s), which are not grades:")
+        print("\n".join(f"  {line}" for line in exported.left_out))
     return EXIT_OK
 
 

@@ -1,7 +1,9 @@
 """Exports of the gradebook: a CSV for the LMS and Gradescope's results.json per submission.
 
-Exporters share one shape (results in, files out) and are found by name in `EXPORTERS`, the way
-papermill finds its I/O handlers, so a new LMS format is one function and one registry line.
+Exporters share one shape (results in, files out and what was left out) and are found by name
+in `EXPORTERS`, the way papermill finds its I/O handlers, so a new LMS format is one function
+and one registry line. A grader error is no grade: the CSV leaves its points empty and Gradescope
+gets no file for it (the export says how many were left out and why), never a 0 out of 0.
 """
 
 from __future__ import annotations
@@ -9,12 +11,36 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from deepgrade.results import SubmissionResult
+from deepgrade.results import SubmissionResult, Verdict
 
 Graded = tuple[SubmissionResult, str]  # a result and when it was graded (ISO 8601)
-Exporter = Callable[[Sequence[Graded], Path], list[Path]]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote, and the results it left out with why (one line each)."""
+
+    files: list[Path]
+    left_out: list[str]
+
+
+Exporter = Callable[[Sequence[Graded], Path], Exported]
+
+
+def _no_grade(result: SubmissionResult) -> bool:
+    """A grader error: the grader failed, not the student; grading again retries it."""
+    return result.verdict is Verdict.GRADER_ERROR
+
+
+def _left_out_line(result: SubmissionResult) -> str:
+    return (
+        f"{result.exercise}/{result.student}: grader_error ({result.detail[:200]}); "
+        "fix the grader's problem and grade again"
+    )
+
 
 CSV_COLUMNS = (
     "student",
@@ -30,20 +56,22 @@ CSV_COLUMNS = (
 )
 
 
-def export_csv(results: Sequence[Graded], out: Path) -> list[Path]:
-    """One row per student and exercise: what an LMS gradebook import expects."""
+def export_csv(results: Sequence[Graded], out: Path) -> Exported:
+    """One row per student and exercise: what an LMS gradebook import expects (a grader
+    error's row has empty points, so no import can mistake it for a zero)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for result, graded_at in results:
+            blank = _no_grade(result)
             writer.writerow(
                 (
                     result.student,
                     result.exercise,
                     result.profile,
-                    f"{result.points:g}",
-                    f"{result.max_points:g}",
+                    "" if blank else f"{result.points:g}",
+                    "" if blank else f"{result.max_points:g}",
                     str(result.verdict),
                     result.detail,
                     "yes" if result.unsafe else "no",
@@ -51,7 +79,7 @@ def export_csv(results: Sequence[Graded], out: Path) -> list[Path]:
                     result.content_hash,
                 )
             )
-    return [out]
+    return Exported([out], [])
 
 
 def gradescope_results(result: SubmissionResult) -> dict[str, object]:
@@ -75,15 +103,19 @@ def gradescope_results(result: SubmissionResult) -> dict[str, object]:
     }
 
 
-def export_gradescope(results: Sequence[Graded], out: Path) -> list[Path]:
-    """`out/<exercise>/<student>/results.json`, one per submission."""
-    written = []
+def export_gradescope(results: Sequence[Graded], out: Path) -> Exported:
+    """`out/<exercise>/<student>/results.json`, one per graded submission; grader errors are
+    left out (Gradescope would show a score), and listed."""
+    written, left_out = [], []
     for result, _ in results:
+        if _no_grade(result):
+            left_out.append(_left_out_line(result))
+            continue
         path = out / result.exercise / result.student / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(gradescope_results(result), indent=2) + "\n", encoding="utf-8")
         written.append(path)
-    return written
+    return Exported(written, left_out)
 
 
 EXPORTERS: dict[str, Exporter] = {"csv": export_csv, "gradescope": export_gradescope}

@@ -17,7 +17,7 @@ from typing import Any
 from deepgrade import notebooks
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
-from deepgrade.results import ExecutionResult, SubmissionResult, Verdict
+from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
 GRADETIME_TAG = "deepgrade-gradetime"
@@ -100,6 +100,17 @@ def _verdict(stage1: ExecutionResult, missing: Sequence[str]) -> tuple[Verdict, 
     return stage1.verdict, stage1.detail
 
 
+def _stage2_verdict(report: CheckReport, verdict: Verdict, detail: str) -> tuple[Verdict, str]:
+    """A stage-2 failure's verdict: the grader's faults and rejected results always show; a
+    student's (checks too slow or crashing on their files) names the verdict unless stage 1
+    already had one, which then keeps its place and gains the detail."""
+    if report.verdict is None or report.verdict is Verdict.GRADER_ERROR:
+        return Verdict.GRADER_ERROR, f"hidden checks could not run: {report.error}"
+    if report.verdict is Verdict.RESULTS_REJECTED or verdict is Verdict.GRADED:
+        return report.verdict, str(report.error)
+    return verdict, f"{detail}; {report.error}"
+
+
 def grade_submission(
     submission: Submission,
     settings: GradeSettings,
@@ -148,7 +159,7 @@ def grade_submission(
         )
     verdict, detail = _verdict(stage1, missing)
     if report.error:
-        verdict, detail = Verdict.GRADER_ERROR, f"hidden checks could not run: {report.error}"
+        verdict, detail = _stage2_verdict(report, verdict, detail)
     return result(
         verdict,
         detail,

@@ -25,6 +25,9 @@ class Verdict(enum.StrEnum):
     MISSING_ARTIFACT = "missing_artifact"
     INVALID_NOTEBOOK = "invalid_notebook"
     REFUSED = "refused"  # no sandbox and no --unsafe: the submission was not run
+    CHECK_TIMEOUT = "check_timeout"  # the hidden checks ran out of time on the student's files
+    ARTIFACT_REJECTED = "artifact_rejected"  # reading the student's files crashed or ran out
+    RESULTS_REJECTED = "results_rejected"  # stage 2's results failed validation: a person looks
     GRADER_ERROR = "grader_error"
 
 
@@ -61,7 +64,8 @@ class CheckReport:
 
     checks: tuple[CheckResult, ...]
     seconds: float
-    error: str | None = None  # set when the checks themselves could not run
+    error: str | None = None  # set when the checks could not run or finish
+    verdict: Verdict | None = None  # with `error`: whose fault (None: the grader's)
     measurements: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy
 
     @property

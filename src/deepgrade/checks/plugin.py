@@ -1,7 +1,8 @@
 """deepgrade's pytest plugin: what hidden checks may use, and the results file they produce.
 
 Used as `pytest -p deepgrade.checks.plugin --dg-exercise-dir DIR --dg-artifacts DIR
---dg-data DIR --dg-profile NAME --dg-results FILE`. Every check carries
+--dg-data DIR --dg-profile NAME --dg-results-fd N` (the host's private channel; `--dg-results
+FILE` writes the same snapshots to a file, for running the checks by hand). Every check carries
 `@pytest.mark.points(n)`; a check without one is an error at collection, so an instructor's
 forgotten marker cannot silently shrink the maximum. The first line of a check's docstring is
 its title in the student's feedback, and its message is the check's own words only: the text
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +23,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from deepgrade.checks import write_results
+from deepgrade.checks import MAX_MESSAGE, NOT_RUN, encode_snapshot, write_all
 from deepgrade.errors import InputError
 from deepgrade.exercise import ExerciseSpec, ProfileSpec, load_spec
 from deepgrade.results import CheckResult
-
-MAX_MESSAGE = 600
-NOT_RUN = "this check did not run: the grader stopped before it"
 
 
 @dataclass
@@ -37,7 +37,8 @@ class _Check:
     title: str
     max_points: float
     passed: bool = False
-    ran: bool = False
+    ran: bool = False  # its call phase ran
+    done: bool = False  # setup, call and teardown are over: its points are final
     message: str = ""
 
 
@@ -47,15 +48,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dg-artifacts", help="the folder of the submission's artifacts")
     group.addoption("--dg-data", help="the grader's data folder")
     group.addoption("--dg-profile", help="the grading profile (smoke, full)")
-    group.addoption("--dg-results", help="where to write the results JSON")
+    group.addoption("--dg-results-fd", type=int, help="file descriptor of the results channel")
+    group.addoption("--dg-results", help="a file for the results snapshots (runs by hand)")
+
+
+def _channel(config: pytest.Config) -> int | None:
+    """The results channel as a close-on-exec descriptor only this process holds: the one handed
+    in is moved to a non-inheritable copy before any check runs, so nothing a check starts
+    inherits it."""
+    fd = config.getoption("--dg-results-fd", None)
+    if fd is not None:
+        channel = os.dup(fd)  # os.dup makes non-inheritable (close-on-exec) descriptors
+        os.close(fd)
+        return channel
+    path = config.getoption("--dg-results", None)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): what a hidden check is worth (required)")
-    results = config.getoption("--dg-results", None)
     exercise = config.getoption("--dg-exercise-dir", None)
     recorder = _Recorder(
-        results=Path(results) if results else None,
+        channel=_channel(config),
         exercise_dir=Path(exercise).resolve() if exercise else None,
     )
     config.pluginmanager.register(recorder, "deepgrade-recorder")
@@ -127,15 +144,16 @@ def _points(item: pytest.Item) -> float | str:
 class _Recorder:
     """The plugin's hooks and what they gathered: one instance per pytest run."""
 
-    def __init__(self, results: Path | None, exercise_dir: Path | None) -> None:
-        self.results = results
+    def __init__(self, channel: int | None, exercise_dir: Path | None) -> None:
+        self.channel = channel
         self.exercise_dir = exercise_dir
         self.checks: dict[str, _Check] = {}  # by nodeid, in collection order
         self.errors: list[str] = []
         self.measurements: dict[str, float] = {}
 
     def write(self, *, complete: bool) -> None:
-        if self.results is None:
+        """One snapshot of every check on the channel (the host keeps the last whole one)."""
+        if self.channel is None:
             return
         checks = [
             CheckResult(
@@ -148,10 +166,12 @@ class _Recorder:
             )
             for c in self.checks.values()
         ]
-        error = "; ".join(self.errors) or (None if complete else "the checks did not finish")
-        write_results(
-            self.results, checks, error=error, complete=complete, measurements=self.measurements
+        error = "; ".join(self.errors) or None
+        done = [c.done for c in self.checks.values()]
+        line = encode_snapshot(
+            checks, done, error=error, complete=complete, measurements=self.measurements
         )
+        write_all(self.channel, line)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         problems = []
@@ -193,7 +213,10 @@ class _Recorder:
             check.passed = False
         return report
 
-    def pytest_runtest_logfinish(self) -> None:
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        check = self.checks.get(nodeid)
+        if check is not None:
+            check.done = True
         self.write(complete=False)  # each finished check survives a crash of a later one
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
@@ -343,7 +366,7 @@ def measure(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
     recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
 
     def record(name: str, value: float) -> None:
-        if isinstance(recorder, _Recorder):
+        if isinstance(recorder, _Recorder) and math.isfinite(float(value)):  # NaN is no number
             recorder.measurements[name] = float(value)
 
     return record

@@ -9,7 +9,13 @@ the notebook (no network, read-only everything) with only what they need bound i
     /opt/deepgrade/pytest.ini      an empty pytest config: the course repo's is never read
     /artifacts                     the submission's artifacts, read-only
     /data/<file>                   the grader's data files, read-only
-    /results                       the only writable bind: the plugin's results JSON
+
+Nothing is bound writable. The plugin sends its results as snapshots (see deepgrade.checks) on
+a pipe whose write end is the only thing handed in (pass_fds) and whose read end a thread here
+drains: a pipe rather than a file because it is append-only and in order, so the first snapshot,
+written after collection and before any check reads a student's file, cannot be rewritten later,
+and it tells the grader's faults (no checks collected) from the student's (a model too slow or
+too big to check). The last whole snapshot is validated against the checks in source (`verify`).
 
 The course repository, other submissions and the gradebook are not there. pytest's output goes
 to `<workdir>/checks/pytest.log` for the instructor; students see only the plugin's messages.
@@ -17,31 +23,42 @@ to `<workdir>/checks/pytest.log` for the instructor; students see only the plugi
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import deepgrade
-from deepgrade.checks import read_measurements, read_results
+from deepgrade.checks import decode_snapshot
+from deepgrade.checks.verify import (
+    REJECTED,
+    Channel,
+    collection_problem,
+    static_checks,
+    verify,
+)
 from deepgrade.errors import InputError, SandboxUnavailable
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
-from deepgrade.results import CheckReport, CheckResult
+from deepgrade.results import CheckReport, CheckResult, Verdict
+
+__all__ = ["CHECK_TIMEOUT_S", "run_checks", "static_checks"]
 
 CHECK_TIMEOUT_S = 300  # loading three small models and predicting takes seconds
 FILE_SIZE_MB = 64
 MAX_PIDS = 1024  # TensorFlow's thread pools count as pids
-NOT_RUN = "this check did not run: the grader's checks stopped early"
 LIB = "/opt/deepgrade/lib"
 INI = "[pytest]\n# deepgrade's own config: the course repository's settings never apply.\n"
+READER_GRACE_S = 10  # after the run, for the channel's last bytes (every writer is dead by then)
+STOPPED_LATER = "this check did not run: the hidden checks stopped at an earlier check"
 
 
 def _command(
-    exercise: str, artifacts: str, data: str, results: str, ini: str, profile: str
+    exercise: str, artifacts: str, data: str, results_fd: int, ini: str, profile: str
 ) -> list[str]:
     return [
         sys.executable,
@@ -61,7 +78,7 @@ def _command(
         f"--dg-artifacts={artifacts}",
         f"--dg-data={data}",
         f"--dg-profile={profile}",
-        f"--dg-results={results}",
+        f"--dg-results-fd={results_fd}",
         exercise,
     ]
 
@@ -85,40 +102,6 @@ def _env(pythonpath: str, home: str | None = None) -> dict[str, str]:
     return env
 
 
-def static_checks(directory: Path) -> list[CheckResult]:
-    """The checks of `directory` read from source (no import), all failed: the fallback list
-    when pytest died before its plugin could write even the collected checks."""
-    found = []
-    for path in sorted(directory.glob("test_*.py")):
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError):
-            continue
-        for node in tree.body:
-            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test"):
-                continue
-            for deco in node.decorator_list:
-                if (
-                    isinstance(deco, ast.Call)
-                    and ast.unparse(deco.func).endswith("mark.points")
-                    and len(deco.args) == 1
-                    and isinstance(deco.args[0], ast.Constant)
-                    and isinstance(deco.args[0].value, int | float)
-                ):
-                    doc = (ast.get_docstring(node) or node.name).strip().splitlines()[0]
-                    found.append(
-                        CheckResult(
-                            check_id=f"{path.stem}::{node.name}",
-                            title=doc,
-                            points=0.0,
-                            max_points=float(deco.args[0].value),
-                            passed=False,
-                            message=NOT_RUN,
-                        )
-                    )
-    return found
-
-
 def _data_dir(data_files: Sequence[Path], out: Path) -> Path:
     """Unsafe mode: one folder of links to the data files, as /data looks in the sandbox."""
     folder = out / "data"
@@ -134,7 +117,8 @@ def _sandboxed_argv(
     artifacts_dir: Path,
     data_files: Sequence[Path],
     ini: Path,
-    results_dir: Path,
+    results_fd: int,
+    empty: Path,
 ) -> list[str]:
     from deepgrade.sandbox import (
         SANDBOX_HOME,
@@ -159,31 +143,134 @@ def _sandboxed_argv(
         Mount(ini, "/opt/deepgrade/pytest.ini"),
         Mount(artifacts_dir.resolve(), "/artifacts"),
         *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
-        Mount(results_dir, "/results", writable=True),
     ]
     if not data_files:
-        mounts.append(Mount(results_dir.parent / "empty", "/data"))  # empty, read-only
+        mounts.append(Mount(empty, "/data"))  # empty, read-only
     sandbox = SandboxSpec(mounts=tuple(mounts), env=_env(LIB, SANDBOX_HOME))
     command = _command(
         exercise,
         "/artifacts",
         "/data",
-        "/results/results.json",
+        results_fd,
         "/opt/deepgrade/pytest.ini",
         profile,
     )
     return bwrap_argv(sandbox, command, bwrap)
 
 
-def _problem(outcome: ProcessOutcome, timeout_s: float, memory_mb: int) -> str | None:
-    """What stopped pytest, from run_limited's outcome, in one line."""
+class _ChannelReader:
+    """Drains the results pipe in a thread, so the check process never blocks on a full pipe;
+    the Channel sees each whole snapshot and keeps only what the host needs (bounded memory)."""
+
+    def __init__(self, read_fd: int, channel: Channel) -> None:
+        self.channel = channel
+        self._fd = read_fd
+        self._thread = threading.Thread(target=self._run, name="stage2-results", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while chunk := os.read(self._fd, 1 << 16):
+                self.channel.feed(chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+
+    def finish(self) -> Channel:
+        """What arrived, once every write end is closed (or after a grace period)."""
+        self._thread.join(READER_GRACE_S)
+        return self.channel
+
+
+def _stop(outcome: ProcessOutcome, timeout_s: float, memory_mb: int) -> tuple[Verdict, str]:
+    """Why the check process ended before its checks did: the verdict and what the checks did,
+    for a student (they had been collected, so what stopped them was the student's files)."""
     if outcome.timed_out:
-        return f"the checks ran past their time limit ({timeout_s:.0f} s)"
+        return Verdict.CHECK_TIMEOUT, f"ran past their {timeout_s:.0f} s time limit"
     if outcome.oom_killed:
-        return f"the checks ran out of memory ({memory_mb} MiB)"
-    if outcome.returncode is None or outcome.returncode < 0:
-        return f"the checks' process was killed (status {outcome.returncode})"
-    return None
+        return Verdict.ARTIFACT_REJECTED, f"ran out of memory (limit {memory_mb} MiB)"
+    ended = f"crashed or were stopped (exit status {outcome.returncode})"
+    return Verdict.ARTIFACT_REJECTED, ended
+
+
+_ADVICE = {
+    Verdict.CHECK_TIMEOUT: "your saved model or arrays took too long to load or use",
+    Verdict.ARTIFACT_REJECTED: (
+        "your saved files may be too large (an array or model far bigger than the exercise "
+        "needs, or a compressed file that expands to far more) or damaged; save them with the "
+        "locked cells as released"
+    ),
+}
+
+
+def _stopped_report(
+    checks: tuple[CheckResult, ...], unfinished: Sequence[str], verdict: Verdict, reason: str
+) -> tuple[tuple[CheckResult, ...], str]:
+    """The checks with messages saying where and why the run stopped, and the verdict's detail."""
+    running = next(c for c in checks if c.check_id in unfinished)
+    advice = _ADVICE[verdict]
+    here = f"this check was stopped: the hidden checks {reason} here ({advice})"
+    detail = (
+        f"the hidden checks stopped at '{running.title}': they {reason} ({advice}); "
+        f"the {len(unfinished)} check(s) that did not finish earn 0"
+    )
+    marked = tuple(
+        replace(c, message=here if c is running else STOPPED_LATER)
+        if c.check_id in unfinished
+        else c
+        for c in checks
+    )
+    return marked, detail
+
+
+def _report(
+    static: list[CheckResult],
+    channel: Channel,
+    outcome: ProcessOutcome,
+    seconds: float,
+    *,
+    timeout_s: float,
+    memory_mb: int,
+) -> CheckReport:
+    """Turn what the channel carried into a CheckReport; the verdict says whose fault a
+    failure was: before the checks were collected the grader's, after it the student's."""
+    fallback, stream = tuple(static), channel.stream
+    if stream.first is None:
+        why = f"pytest reported no checks (exit status {outcome.returncode})"
+        if outcome.timed_out:
+            why = f"the checks ran past their {timeout_s:.0f} s time limit before reporting any"
+        return CheckReport(fallback, seconds, why, Verdict.GRADER_ERROR)
+    try:
+        first = decode_snapshot(stream.first)
+    except ValueError as exc:
+        why = f"the checks' first report is malformed: {exc}"
+        return CheckReport(fallback, seconds, why, Verdict.GRADER_ERROR)
+    problem = collection_problem(first, static)
+    if problem:
+        return CheckReport(fallback, seconds, problem, Verdict.GRADER_ERROR)
+    # The checks were collected: the grader's part worked. What follows is the student's.
+    problems = ["a results snapshot over the size limit"] if stream.oversized else []
+    problems += channel.problems
+    try:
+        last = decode_snapshot(stream.last or b"")
+    except ValueError as exc:
+        problems.append(str(exc))
+    else:
+        verified = verify(last, static)
+        problems += verified.problems
+    if problems:
+        rejected = tuple(replace(c, points=0.0, passed=False, message=REJECTED) for c in static)
+        detail = (
+            "the hidden checks' results failed validation, so nothing is awarded and a person "
+            "should look at this submission: " + "; ".join(problems[:5])
+        )
+        return CheckReport(rejected, seconds, detail, Verdict.RESULTS_REJECTED)
+    if not verified.unfinished:
+        return CheckReport(verified.checks, seconds, None, None, last.measurements)
+    verdict, reason = _stop(outcome, timeout_s, memory_mb)
+    checks, detail = _stopped_report(verified.checks, verified.unfinished, verdict, reason)
+    return CheckReport(checks, seconds, detail, verdict, last.measurements)
 
 
 def run_checks(
@@ -197,7 +284,8 @@ def run_checks(
     timeout_s: float = CHECK_TIMEOUT_S,
 ) -> CheckReport:
     """Run spec's hidden checks on `artifacts_dir` in a fresh pytest; never raises for a bad
-    submission: a run that could not finish comes back with `error` set and checks failed.
+    submission: a run that could not finish comes back with `error` set, the checks that did
+    not finish failed, and `verdict` saying whose fault it was.
 
     Raises SandboxUnavailable when bwrap cannot run here and `unsafe` is False, and InputError
     for an unknown profile or a missing data file (the grader's own mistakes).
@@ -209,51 +297,53 @@ def run_checks(
     out = workdir / "checks"
     if out.exists():
         shutil.rmtree(out)
-    results_dir = out / "results"
-    results_dir.mkdir(parents=True)
+    out.mkdir(parents=True)
     ini = out / "pytest.ini"
     ini.write_text(INI, encoding="utf-8")
-    results = results_dir / "results.json"
     empty = out / "empty"
     empty.mkdir()
     if not artifacts_dir.is_dir():  # stage 1 saved nothing: every check fails closed
         artifacts_dir = empty
-    if unsafe:
-        argv = _command(
-            str(spec.directory.resolve()),
-            str(artifacts_dir.resolve()),
-            str(_data_dir(data_files, out)),
-            str(results),
-            str(ini),
-            profile.name,
-        )
-        env: Mapping[str, str] | None = {
-            **_env(str(Path(deepgrade.__file__).parent.parent)),
-            "HOME": os.environ.get("HOME", str(out)),
-        }
-    else:
-        argv = _sandboxed_argv(spec, profile.name, artifacts_dir, data_files, ini, results_dir)
-        env = None
-    started = time.perf_counter()
-    with (out / "pytest.log").open("wb") as log:
-        outcome = run_limited(
-            argv,
-            timeout_s=timeout_s,
-            memory_mb=profile.memory_mb,
-            max_pids=MAX_PIDS,
-            file_size_mb=FILE_SIZE_MB,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=out,
-        )
-    seconds = time.perf_counter() - started
-    problem = _problem(outcome, timeout_s, profile.memory_mb)
+    static = static_checks(spec.directory)
+    read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds hands the write end over
+    reader = _ChannelReader(read_fd, Channel(static))
     try:
-        checks, error, complete = read_results(results)
-    except InputError:
-        error = problem or f"pytest wrote no results (exit status {outcome.returncode})"
-        return CheckReport(tuple(static_checks(spec.directory)), seconds, error)
-    if not complete or problem:
-        error = problem or error or "the checks did not finish"
-    return CheckReport(checks, seconds, error, read_measurements(results))
+        if unsafe:
+            argv = _command(
+                str(spec.directory.resolve()),
+                str(artifacts_dir.resolve()),
+                str(_data_dir(data_files, out)),
+                write_fd,
+                str(ini),
+                profile.name,
+            )
+            env: Mapping[str, str] | None = {
+                **_env(str(Path(deepgrade.__file__).parent.parent)),
+                "HOME": os.environ.get("HOME", str(out)),
+            }
+        else:
+            argv = _sandboxed_argv(
+                spec, profile.name, artifacts_dir, data_files, ini, write_fd, empty
+            )
+            env = None
+        started = time.perf_counter()
+        with (out / "pytest.log").open("wb") as log:
+            outcome = run_limited(
+                argv,
+                timeout_s=timeout_s,
+                memory_mb=profile.memory_mb,
+                max_pids=MAX_PIDS,
+                file_size_mb=FILE_SIZE_MB,
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=out,
+                pass_fds=(write_fd,),
+            )
+        seconds = time.perf_counter() - started
+    finally:
+        os.close(write_fd)  # the reader sees the end of the stream once every copy is closed
+        channel = reader.finish()
+    return _report(
+        static, channel, outcome, seconds, timeout_s=timeout_s, memory_mb=profile.memory_mb
+    )
