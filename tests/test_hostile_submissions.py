@@ -314,10 +314,10 @@ def test_grade_a_hostile_folder_end_to_end(bwrap: str, project: Path, tmp_path: 
         "DEEPGRADE_CACHE": str(tmp_path / "cache"),
         "LANG": "C.UTF-8",
     }
+    command = [sys.executable, "-m", "deepgrade", "--root", str(project), "grade", str(subs)]
+    command += ["--exercise", "tiny", "--json", "--gradebook", str(tmp_path / "book.db")]
     done = subprocess.run(
-        [sys.executable, "-m", "deepgrade", "--root", str(project), "grade", str(subs)]
-        + ["--exercise", "tiny", "--json", "--gradebook", str(tmp_path / "book.db")]
-        + ["--workdir", str(tmp_path / "runs")],
+        [*command, "--workdir", str(tmp_path / "runs")],
         capture_output=True,
         text=True,
         env=env,
