@@ -4,8 +4,10 @@ A `.keras` file is a zip holding `config.json` (the architecture) and the weight
 rebuilds every object the config names, so a hostile file could name a `Lambda` holding
 marshalled bytecode, a custom class, or a `TFSMLayer` pointing at a SavedModel. Keras' own
 `safe_mode=True` refuses lambdas only; we go further and read config.json with the standard
-library *before* Keras sees the file, allowing nothing but Keras' built-in classes and
-functions. The checks then load with `safe_mode=True, compile=False` as a second wall.
+library *before* Keras sees the file, allowing nothing but the Keras built-ins listed in
+model_allowlist, each by exact name and in its place. The checks then load with
+`safe_mode=True, compile=False` as a second wall (keras' lower bound in pyproject.toml is past
+the releases with published safe_mode bypasses).
 """
 
 from __future__ import annotations
@@ -15,25 +17,17 @@ import binascii
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deepgrade import model_allowlist
 from deepgrade.errors import InputError
 
 MAX_MODEL_BYTES = 512 * 1024 * 1024  # uncompressed total: the course's models are a few MB
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed per member above 1 MB: a zip bomb, not weights
 
-# Layers that run arbitrary code or load things from outside the file.
-FORBIDDEN_CLASSES = frozenset(
-    {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
-)
-# Keras' markers for plain data inside a config; `__lambda__` (bytecode) is not among them.
-DATA_MARKERS = frozenset(
-    {"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__"}
-)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]{40,}$")
 
 
@@ -47,10 +41,6 @@ def missing_artifacts(artifacts_dir: Path, required: Iterable[str]) -> list[str]
     return missing
 
 
-def _is_keras_module(module: object) -> bool:
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
-
-
 def _looks_like_bytecode(text: str) -> bool:
     """True for base64 of a marshalled code object, as Keras' func_dump writes it."""
     if not _BASE64.match(text):
@@ -62,71 +52,20 @@ def _looks_like_bytecode(text: str) -> bool:
     return raw[:1] in (b"c", b"\xe3")
 
 
-def _walk(config: Any) -> Iterator[Any]:
-    """Every dict, list and string in the config, iteratively (a deep file cannot recurse)."""
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
-def _problem(obj: dict[str, Any]) -> str | None:
-    """Why this serialized object may not be loaded, or None when it is a Keras built-in."""
-    class_name = obj.get("class_name")
-    module = obj.get("module")
-    registered = obj.get("registered_name")
-    if class_name == "__lambda__":
-        return "contains a serialized Python lambda; use named Keras layers and activations"
-    if isinstance(class_name, str) and class_name.startswith("__"):
-        if class_name in DATA_MARKERS:
-            return None
-        return f"contains an object of unsupported kind {class_name!r}"
-    if class_name in FORBIDDEN_CLASSES:
-        return (
-            f"uses a {class_name} layer, which runs code the grader cannot check; "
-            "build the model from Keras' built-in layers only"
-        )
-    if class_name == "function":
-        # Keras writes built-in activations/losses as module "builtins" or a public keras.* path.
-        fn = obj.get("config")
-        if not isinstance(fn, str) or not _IDENTIFIER.match(fn):
-            return "names a function that is not a Keras built-in"
-        if module == "builtins" or _is_keras_module(module):
-            if registered not in (None, fn, "function"):
-                return f"uses a custom function {registered!r}; use Keras' built-in functions"
-            return None
-        return f"uses the Python function {fn!r} from {module!r}; use Keras' built-in functions"
-    if not isinstance(class_name, str) or not _IDENTIFIER.match(class_name):
-        return f"contains an object with an invalid class name {class_name!r}"
-    if not _is_keras_module(module):
-        return (
-            f"uses the custom class {class_name!r} (module {module!r}); "
-            "only Keras' built-in layers can be graded"
-        )
-    if registered not in (None, class_name):
-        return f"uses the custom registered object {registered!r}; use Keras' built-in layers"
-    return None
-
-
 def check_config(config: Any, path: Path | str) -> None:
-    """Refuse a model config naming anything but Keras built-ins (see the module docstring)."""
+    """Refuse a model config naming anything but allowed Keras built-ins (model_allowlist)."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise InputError(path, "config.json does not describe a Keras model")
-    for node in _walk(config):
+    for node, slot in model_allowlist.walk(config):
+        problem = None
         if isinstance(node, str):
             if _looks_like_bytecode(node):
                 raise InputError(path, "the saved model contains serialized Python code")
-            continue
-        if not isinstance(node, dict):
-            continue
-        if "class_name" in node or "module" in node:
-            problem = _problem(node)
-            if problem:
-                raise InputError(path, f"the saved model {problem}")
+            problem = model_allowlist.string_problem(node, slot)
+        elif isinstance(node, dict) and ("class_name" in node or "module" in node):
+            problem = model_allowlist.object_problem(node, slot)
+        if problem:
+            raise InputError(path, f"the saved model {problem}")
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deepgrade import datasets
@@ -23,7 +24,7 @@ from deepgrade.project import Project, cache_dir
 from deepgrade.report import print_results
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.runner import BatchEvent, grade_batch
-from deepgrade.submissions import Submission, discover
+from deepgrade.submissions import Submission, discover, display_path
 
 EXIT_OK, EXIT_GRADER_FAILED = 0, 1
 
@@ -135,8 +136,10 @@ def grade_folder(
     runs = workdir or project.root / ".deepgrade" / "runs"
     settings = batch_settings(project, exercise, profile, runs, unsafe, cell_timeout_s)
     found = discover(folder, settings.spec.notebook)
-    for problem in found.problems:
-        console.print(f"[yellow]skipped: {problem}[/]")
+    for problem in found.problems:  # paths are students' names: never read as markup
+        console.print(f"[yellow]skipped: {escape(problem)}[/]")
+    if not found.submissions:
+        console.print(f"[yellow]no submissions found in {escape(display_path(folder))}[/]")
     with Gradebook(gradebook_path or default_gradebook(project)) as book:
         results = run_with_progress(
             found.submissions,

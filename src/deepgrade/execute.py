@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -170,38 +169,15 @@ def _clean(workdir: Path) -> None:
 def extract_results(tar_path: Path, workdir: Path, max_bytes: int) -> tuple[dict[str, Any], str]:
     """Unpack the runner's tar into workdir: artifacts/, executed.ipynb, status.json.
 
-    Only regular files and folders under those names, at most `max_bytes` in all, through
-    tarfile's "data" filter (no absolute paths, no "..", no links or devices). Returns the
+    Only regular files and folders under those names, at most `max_bytes` in all, with the
+    "data" filter's guarantees (no absolute paths, no "..", no links or devices) also where
+    Python lacks tarfile.data_filter (Debian 12's 3.11.2): see deepgrade.tarsafe. Returns the
     status (empty when missing) and a problem description ("" when the tar was complete).
     """
-    problems: list[str] = []
-    total = 0
+    from deepgrade import tarsafe
 
-    def allowed(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        nonlocal total
-        name = member.name
-        in_artifacts = name == "artifacts" or name.startswith("artifacts/")
-        if not (member.isfile() and name in ("executed.ipynb", "status.json")) and not (
-            in_artifacts and (member.isfile() or member.isdir())
-        ):
-            problems.append(f"refused {name!r}")
-            return None
-        if total + member.size > max_bytes:
-            problems.append(f"refused {name!r}: over the size limit")
-            return None
-        try:
-            member = tarfile.data_filter(member, dest)
-        except tarfile.FilterError as exc:
-            problems.append(f"refused {name!r}: {exc}")
-            return None
-        total += member.size
-        return member
-
-    try:
-        with tarfile.open(tar_path, "r:") as tar:
-            tar.extractall(workdir, filter=allowed)
-    except (OSError, tarfile.TarError) as exc:
-        problems.append(f"incomplete result stream: {exc}")
+    top = ("executed.ipynb", "status.json")
+    problems = tarsafe.extract(tar_path, workdir, files=top, tree="artifacts", max_bytes=max_bytes)
     status: dict[str, Any] = {}
     status_path = workdir / "status.json"
     if status_path.is_file():

@@ -38,35 +38,96 @@ END_SOLUTION = "### END SOLUTION"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = "YOUR ANSWER HERE"
 CELL_SEPARATOR = "# %%"
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # outputs included; the course's notebooks are ~1 MB
+MAX_DEPTH = 64  # real notebooks nest ~10 levels; recursion in nbformat and copy fails ~300
 
 
 def read_notebook(path: Path) -> NotebookNode:
-    """Read and validate an nbformat 4 notebook; InputError naming the file otherwise."""
+    """Read and validate an nbformat 4 notebook; InputError naming the file otherwise.
+
+    Whatever the file holds (any JSON shape, any size, any nesting, any bytes), the outcome is
+    a notebook every transform here can use, or an InputError: a student's file must never
+    become a grader error.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_NOTEBOOK_BYTES + 1)
     except FileNotFoundError:
         raise InputError(path, "no such notebook") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot read the notebook: {exc}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read the notebook ({exc.strerror})") from None
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        limit = MAX_NOTEBOOK_BYTES // 2**20
+        raise InputError(path, f"the notebook is over {limit} MiB; clear large outputs and save")
     try:
-        raw = json.loads(text)
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a notebook: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not a notebook: invalid JSON at line {exc.lineno}") from None
-    if not isinstance(raw, dict) or raw.get("nbformat") != 4:
-        found = raw.get("nbformat") if isinstance(raw, dict) else type(raw).__name__
-        raise InputError(path, f"not an nbformat 4 notebook (nbformat: {found!r})")
-    # Sources and outputs are stored as lists of lines; every transform wants one string.
-    nb: NotebookNode = rejoin_lines(nbformat.from_dict(raw))  # type: ignore[no-untyped-call]
+    except (ValueError, RecursionError):  # e.g. an integer of 5,000 digits, deep nesting
+        raise InputError(path, "not a notebook: JSON the grader cannot read") from None
+    version = raw.get("nbformat") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or type(version) is not int or version != 4:
+        found = version if isinstance(raw, dict) else type(raw).__name__
+        raise InputError(path, f"not an nbformat 4 notebook (nbformat: {str(found)[:40]!r})")
+    problem = _shape_problem(raw)
+    if problem:
+        raise InputError(path, f"not a valid nbformat 4 notebook: {problem}")
     with warnings.catch_warnings():
         # nbformat warns about missing cell ids; the release assigns stable ones.
         warnings.simplefilter("ignore")
         try:
-            nbformat.validate(nb)
+            nbformat.validate(raw)
         except nbformat.ValidationError as exc:
             first = str(exc.message).splitlines()[0][:200]
             raise InputError(path, f"not a valid nbformat 4 notebook: {first}") from None
+        except (
+            ValueError, TypeError, KeyError, AttributeError, AssertionError, RecursionError
+        ) as exc:  # fmt: skip
+            # nbformat's schema lookup trips on some malformed versions and shapes
+            raise InputError(
+                path, f"not a valid nbformat 4 notebook ({type(exc).__name__})"
+            ) from None
+    # Sources and outputs are stored as lists of lines; every transform wants one string.
+    nb: NotebookNode = rejoin_lines(nbformat.from_dict(raw))  # type: ignore[no-untyped-call]
     return nb
+
+
+def _shape_problem(raw: Mapping[str, Any]) -> str | None:
+    """What no valid notebook has, checked before nbformat (which trips on some of it):
+    missing or mistyped top-level keys and cells, nesting deeper than MAX_DEPTH, text that is
+    not Unicode (lone surrogates)."""
+    minor = raw.get("nbformat_minor")
+    if type(minor) is not int or minor < 0:
+        return f"'nbformat_minor' is {str(minor)[:40]!r}, not a version number"
+    if not isinstance(raw.get("metadata"), dict):
+        return "no 'metadata' table; save the notebook again from Jupyter"
+    cells = raw.get("cells")
+    if not isinstance(cells, list):
+        return "no list of 'cells'; save the notebook again from Jupyter"
+    for number, cell in enumerate(cells, 1):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            return f"cell {number} is not a notebook cell"
+        if not isinstance(cell.get("metadata", {}), dict):
+            return f"cell {number} has no 'metadata' table"
+    stack: list[tuple[Any, int]] = [(raw, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"data nested more than {MAX_DEPTH} levels deep"
+        if isinstance(node, dict):
+            stack.extend((key, depth + 1) for key in node)
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text that is not valid Unicode"
+    return None
 
 
 def nbgrader(cell: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,10 +183,21 @@ def checksum(cell: Mapping[str, Any]) -> str:
         f"solution={is_solution(cell)}",
         f"locked={is_locked(cell)}",
         f"grade_id={grade_id(cell)}",
-        f"points={float(meta.get('points', 0) or 0) if is_grade(cell) else 0.0}",
+        f"points={_points(meta) if is_grade(cell) else 0.0}",
     ]
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
     return f"sha256:{digest}"
+
+
+def _points(meta: Mapping[str, Any]) -> float | str:
+    """The cell's points as a number; anything else as its text (it then never matches)."""
+    value = meta.get("points", 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return repr(value)[:80]
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return repr(value)[:80]
 
 
 def find_tampering(submission: NotebookNode, release: NotebookNode) -> list[str]:

@@ -2,19 +2,23 @@
 
 Two layouts are accepted, the ones LMS exports produce: `DIR/<student>.ipynb`, and
 `DIR/<student>/<anything>.ipynb` with one notebook per folder (the exercise's own notebook name
-wins when a folder holds several). Anything else is reported, never silently skipped.
+wins when a folder holds several). Anything else is reported, never silently skipped; symbolic
+links are never followed, so nothing outside the folder is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from deepgrade.errors import InputError
 
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._@-]+")
+_SAFE_ID = re.compile(r"[^\w.@-]+")  # \w: letters and digits of any script, and "_"
+LINK_SKIPPED = "a symbolic link, skipped (links are never followed; copy the notebook in instead)"
 
 
 @dataclass(frozen=True)
@@ -36,39 +40,103 @@ class Discovery:
 
 
 def student_id(name: str) -> str:
-    """A filesystem- and CSV-safe id from a file or folder name."""
-    cleaned = _SAFE_ID.sub("_", name).strip("._")
+    """A filesystem- and CSV-safe id from a file or folder name (letters of any script kept)."""
+    cleaned = _SAFE_ID.sub("_", unicodedata.normalize("NFC", name)).strip("._")
     return cleaned or "unnamed"
 
 
+def display_path(path: Path | str) -> str:
+    """A path as text safe to print: control characters and undecodable bytes escaped."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in str(path)
+    )
+
+
+def _readable(path: Path) -> str | None:
+    """Why a regular file cannot be opened for reading (without following a link), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    os.close(fd)
+    return None
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as listing:
+        return sorted(listing, key=lambda entry: entry.name)
+
+
+def _pick_notebook(folder: Path, notebook_name: str) -> tuple[Path | None, list[str]]:
+    """The one notebook of a student folder, and a problem line for anything skipped."""
+    problems: list[str] = []
+    try:
+        entries = _entries(folder)
+    except OSError as exc:
+        return None, [f"{display_path(folder)}: cannot be read ({exc.strerror})"]
+    notebooks = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(".ipynb"):
+            continue
+        if entry.is_symlink():
+            problems.append(f"{display_path(entry.path)}: {LINK_SKIPPED}")
+        elif entry.is_file(follow_symlinks=False):
+            notebooks.append(Path(entry.path))
+        else:
+            problems.append(f"{display_path(entry.path)}: not a regular file, skipped")
+    named = [p for p in notebooks if p.name == notebook_name]
+    if named:
+        return named[0], problems
+    if len(notebooks) == 1:
+        return notebooks[0], problems
+    what = "no notebook" if not notebooks else f"{len(notebooks)} notebooks"
+    problems.append(f"{display_path(folder)}: {what} (expected one, ideally named {notebook_name})")
+    return None, problems
+
+
 def discover(directory: Path, notebook_name: str) -> Discovery:
-    """All submissions under `directory`, sorted by student."""
+    """All submissions under `directory`, sorted by student.
+
+    Symbolic links are never followed, at either level (a link to the reference solution is
+    not a submission), nor is anything that is not a regular file or folder: each is reported.
+    """
     if not directory.is_dir():
         raise InputError(directory, "is not a folder of submissions")
     found: dict[str, Submission] = {}
     problems: list[str] = []
-    for entry in sorted(directory.iterdir()):
+    try:
+        entries = _entries(directory)
+    except OSError as exc:
+        raise InputError(directory, f"cannot be read ({exc.strerror})") from None
+    for entry in entries:
+        where = display_path(entry.path)
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix == ".ipynb":
-            path = entry
-        elif entry.is_dir():
-            notebooks = sorted(p for p in entry.glob("*.ipynb") if not p.name.startswith("."))
-            named = [p for p in notebooks if p.name == notebook_name]
-            if named:
-                path = named[0]
-            elif len(notebooks) == 1:
-                path = notebooks[0]
-            else:
-                what = "no notebook" if not notebooks else f"{len(notebooks)} notebooks"
-                problems.append(f"{entry}: {what} (expected one, ideally named {notebook_name})")
-                continue
-        else:
-            problems.append(f"{entry}: not a notebook (.ipynb) nor a student folder")
+        path: Path | None
+        if entry.is_symlink():
+            problems.append(f"{where}: {LINK_SKIPPED}")
             continue
-        student = student_id(entry.stem if entry.is_file() else entry.name)
+        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".ipynb"):
+            path, student = Path(entry.path), student_id(Path(entry.name).stem)
+        elif entry.is_dir(follow_symlinks=False):
+            path, skipped = _pick_notebook(Path(entry.path), notebook_name)
+            problems.extend(skipped)
+            if path is None:
+                continue
+            student = student_id(entry.name)
+        elif entry.is_file(follow_symlinks=False):
+            problems.append(f"{where}: not a notebook (.ipynb) nor a student folder")
+            continue
+        else:
+            problems.append(f"{where}: not a regular file or folder, skipped")
+            continue
+        unreadable = _readable(path)
+        if unreadable:
+            problems.append(f"{display_path(path)}: {unreadable}")
+            continue
         if student in found:
-            problems.append(f"{entry}: a second submission for student {student!r}, skipped")
+            problems.append(f"{where}: a second submission for student {student!r}, skipped")
             continue
         found[student] = Submission(student, path)
     return Discovery(tuple(found.values()), tuple(problems))
