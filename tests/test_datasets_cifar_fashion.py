@@ -397,7 +397,7 @@ def test_import_takes_the_official_archive_after_checking_its_md5(
 def test_import_refuses_unsafe_or_incomplete_archives(cifar: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     escaping = _tarball(tmp_path / "escaping.tar.gz", cifar, arcname="../../escaped")
-    with pytest.raises(InputError, match="could not extract") as caught:
+    with pytest.raises(InputError, match="is not a plain path") as caught:
         datasets.import_dataset("cifar10", escaping, cache, md5s={})
     assert caught.value.path == escaping
     assert not (tmp_path / "escaped").exists() and not (cache / "escaped").exists()

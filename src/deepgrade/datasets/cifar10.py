@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -337,8 +338,8 @@ def synth(out_dir: Path, *, seed: int = 0, n_train: int = 50000, n_test: int = 1
 def unpack(archive: Path, into: Path) -> Path:
     """Extract the seven files of `archive` (cifar-10-python.tar.gz) into `into`; their folder.
 
-    Only the data set's files are extracted, with tarfile's "data" filter (no links, devices,
-    absolute paths or `..`), and they must all sit in one folder of the archive.
+    Only the data set's files are extracted, as regular files under their plain names (no
+    links, devices, absolute paths or `..`), and they must all sit in one folder of the archive.
     """
     archive = Path(archive)
     try:
@@ -370,13 +371,25 @@ def unpack(archive: Path, into: Path) -> Path:
         parents = {str(PurePosixPath(m.name).parent) for m in found.values()}
         if len(parents) != 1:
             raise InputError(archive, f"its CIFAR-10 files are spread over {sorted(parents)}")
+        parent = PurePosixPath(parents.pop())
+        if parent.is_absolute() or any(part in ("..", "") for part in parent.parts):
+            raise InputError(archive, f"its CIFAR-10 folder {str(parent)!r} is not a plain path")
+        folder = Path(into) / parent
         try:
-            tar.extractall(into, members=list(found.values()), filter="data")
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, member in found.items():
+                # Written by hand, not extractall(filter="data"): Debian 12's Python 3.11.2
+                # has no filter argument. Members are regular files picked by name above.
+                source = tar.extractfile(member)
+                if source is None:
+                    raise InputError(archive, f"{name} is not a regular file")
+                with source, (folder / name).open("wb") as target:
+                    shutil.copyfileobj(source, target)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise InputError(
                 archive, f"could not extract ({exc}); download {ARCHIVE} again"
             ) from None
-    return Path(into) / parents.pop()
+    return folder
 
 
 DATASET = Dataset(
