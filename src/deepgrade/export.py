@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "verdict",
     "detail",
     "unsafe",
+    "unlimited",
     "graded_at",
     "content_hash",
 )
@@ -47,6 +48,7 @@ def export_csv(results: Sequence[Graded], out: Path) -> list[Path]:
                     str(result.verdict),
                     result.detail,
                     "yes" if result.unsafe else "no",
+                    "yes" if result.unlimited else "no",
                     graded_at,
                     result.content_hash,
                 )
