@@ -66,10 +66,12 @@ def batch_settings(
     allow_unlimited: bool = False,
     gpus: bool = False,
 ) -> GradeSettings:
-    """The batch's settings; `unlimited` is set when --allow-unlimited lets a host without
-    memory or process limits grade (its results are then marked)."""
-    from deepgrade import hostcheck
+    """The batch's settings, after the host's limits are checked (before any data is made):
+    `unlimited` is set when --allow-unlimited lets a host without them grade (results marked).
+    """
+    from deepgrade import limits
 
+    host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
     spec = load_exercise(project.autograder, exercise)
     spec.profile(profile)  # a clear error for an unknown profile, before any work
     return GradeSettings(
@@ -80,7 +82,7 @@ def batch_settings(
         workdir=workdir,
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
-        unlimited=allow_unlimited and bool(hostcheck.current().refusal(sandboxed=False, gpu=gpus)),
+        unlimited=allow_unlimited and bool(host.refusal(sandboxed=False, gpu=gpus)),
     )
 
 
