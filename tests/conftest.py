@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from deepgrade.sandbox import Bwrap
 
 DEFAULT_PARAMETERS = 'DATA_DIR = "."\nARTIFACT_DIR = "artifacts"\nEPOCHS = 1\nSEED = 0\n'
 
@@ -30,12 +33,26 @@ def make_notebook(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-@pytest.fixture
-def bwrap() -> str:
-    """The working bwrap; skips the test where there is none (CI installs it, so it runs)."""
+def require_sandbox_or_skip() -> Bwrap:
+    """The working bwrap. Without one the test is skipped, except in CI (the environment
+    variable CI is set): CI installs bubblewrap, so a missing sandbox there fails the run."""
     from deepgrade.sandbox import find_bwrap, unavailable_reason
 
-    path = find_bwrap()
-    if path is None:
-        pytest.skip(reason=f"needs a working bubblewrap: {unavailable_reason()}")
-    return path
+    tool = find_bwrap()
+    if tool is None:
+        message = f"needs a working bubblewrap: {unavailable_reason()}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the sandbox: {message}")
+        pytest.skip(reason=message)
+    return tool
+
+
+@pytest.fixture(scope="session")
+def sandbox_tool() -> Bwrap:
+    return require_sandbox_or_skip()
+
+
+@pytest.fixture
+def bwrap(sandbox_tool: Bwrap) -> Bwrap:
+    """The working bwrap; skips where there is none, fails in CI (see above)."""
+    return sandbox_tool

@@ -26,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = Project(ROOT)
 EXERCISES = PROJECT.exercise_names()
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (CI installs it)"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_tool")]  # fails in CI if none
 
 
 def deepgrade(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -43,7 +40,9 @@ def deepgrade(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture(scope="module", params=EXERCISES)
-def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def graded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sandbox_tool: object
+) -> dict:
     exercise = request.param
     spec = load_exercise(PROJECT.autograder, exercise)
     tmp = tmp_path_factory.mktemp(exercise)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deepgrade import limits
+from deepgrade import hostcheck, limits
 from deepgrade.limits import ProcessOutcome, run_limited
 
 
@@ -72,21 +72,23 @@ def test_memory_hog_is_stopped(tmp_path: Path) -> None:
         assert "MemoryError" in log and not outcome.oom_killed
 
 
-def test_without_cgroups_rlimit_as_bounds_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(limits, "CGROUP_ROOT", tmp_path / "no-cgroups")
-    outcome, log = _run(tmp_path, "b = bytearray(1024 * 1024 * 1024)")
+def _no_cgroups(tmp_path: Path, uid: int = 0) -> hostcheck.HostLimits:
+    """This host as if it had no cgroups, as root (uid 0 mapped to 0: RLIMIT_NPROC ignored)."""
+    return hostcheck.resolve(
+        cgroup_root=tmp_path / "no-cgroups", uid=uid, uid_map="0 0 4294967295", bwrap=(None, "")
+    )
+
+
+def test_without_cgroups_rlimit_as_bounds_memory(tmp_path: Path) -> None:
+    outcome, log = _run(tmp_path, "b = bytearray(1024 * 1024 * 1024)", host=_no_cgroups(tmp_path))
     assert "memory 256 MiB per process (RLIMIT_AS, CPU only)" in outcome.limits
     assert "processes: not limited (no writable pids cgroup)" in outcome.limits
     assert "MemoryError" in log and outcome.returncode == 1
+    assert outcome.cpu_seconds is None  # nothing to measure it with
 
 
-def test_without_cgroups_and_rlimit_as_memory_is_said_unlimited(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(limits, "CGROUP_ROOT", tmp_path / "no-cgroups")
-    outcome, _ = _run(tmp_path, "pass", rlimit_as=False)
+def test_without_cgroups_and_rlimit_as_memory_is_said_unlimited(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "pass", rlimit_as=False, host=_no_cgroups(tmp_path))
     assert _memory_limit(outcome).startswith("memory: not limited")
 
 
@@ -127,11 +129,9 @@ def test_cgroups_are_removed_after_the_run(tmp_path: Path) -> None:
     outcome, _ = _run(tmp_path, "pass")
     if not any("cgroup" in text for text in outcome.limits):
         pytest.skip(reason="no writable cgroups on this host: nothing to clean up")
-    places = [
-        *limits._parent_candidates(limits.CGROUP_ROOT, ""),
-        *limits._parent_candidates(limits.CGROUP_ROOT / "memory", "memory"),
-        *limits._parent_candidates(limits.CGROUP_ROOT / "pids", "pids"),
-    ]
+    plan = hostcheck.current().cgroup
+    assert plan is not None
+    places = list(plan.parents.values())
     leftovers = [
         p for place in places for p in place.glob(f"{limits.PARENT_NAME}/run-{os.getpid()}-*")
     ]

@@ -63,7 +63,16 @@ def batch_settings(
     workdir: Path,
     unsafe: bool,
     cell_timeout_s: int | None = None,
+    *,
+    allow_unlimited: bool = False,
+    gpus: bool = False,
 ) -> GradeSettings:
+    """The batch's settings, after the host's limits are checked (before any data is made):
+    `unlimited` is set when --allow-unlimited lets a host without them grade (results marked).
+    """
+    from deepgrade import limits
+
+    host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
     spec = load_exercise(project.autograder, exercise)
     spec.profile(profile)  # a clear error for an unknown profile, before any work
     return GradeSettings(
@@ -74,6 +83,7 @@ def batch_settings(
         workdir=workdir,
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
+        unlimited=allow_unlimited and bool(host.refusal(sandboxed=False, gpu=gpus)),
     )
 
 
@@ -131,10 +141,14 @@ def grade_folder(
     as_json: bool,
     cell_timeout_s: int | None = None,
     workdir: Path | None = None,
+    allow_unlimited: bool = False,
 ) -> int:
     console = Console(stderr=as_json)
     runs = workdir or project.root / ".deepgrade" / "runs"
-    settings = batch_settings(project, exercise, profile, runs, unsafe, cell_timeout_s)
+    settings = batch_settings(
+        project, exercise, profile, runs, unsafe, cell_timeout_s,
+        allow_unlimited=allow_unlimited, gpus=bool(gpus),
+    )  # fmt: skip
     found = discover(folder, settings.spec.notebook)
     for problem in found.problems:  # paths are students' names: never read as markup
         console.print(f"[yellow]skipped: {escape(problem)}[/]")
@@ -167,13 +181,16 @@ def check_solutions(
     workers: int,
     unsafe: bool,
     gradebook_path: Path | None = None,
+    allow_unlimited: bool = False,
 ) -> int:
     """Grade every reference solution through the same grader; all must score full marks."""
     console = Console()
     short = []
     for name in exercises or project.exercise_names():
         work = project.root / ".deepgrade" / "solutions" / name
-        settings = batch_settings(project, name, profile, work / "runs", unsafe)
+        settings = batch_settings(
+            project, name, profile, work / "runs", unsafe, allow_unlimited=allow_unlimited
+        )
         solution = Submission(
             "reference-solution", project.solutions / name / settings.spec.notebook
         )

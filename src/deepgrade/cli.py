@@ -19,6 +19,7 @@ from deepgrade.errors import DeepgradeError
 from deepgrade.project import Project
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
 
 
 def _project(args: argparse.Namespace) -> Project:
@@ -102,6 +103,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         as_json=args.json,
         cell_timeout_s=args.cell_timeout,
         workdir=Path(args.workdir) if args.workdir else None,
+        allow_unlimited=args.allow_unlimited,
     )
 
 
@@ -136,6 +138,7 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
         profile=args.profile,
         workers=args.workers,
         unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
     )
 
 
@@ -147,7 +150,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         workdir=Path(args.workdir) if args.workdir else None,
         workers=args.workers,
         unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
     )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import json
+
+    from deepgrade import hostcheck
+
+    host = hostcheck.current()
+    if args.json:
+        print(json.dumps(host.to_json(), indent=2))
+    else:
+        print("\n".join(hostcheck.describe(host)))
+    return EXIT_GRADER_FAILED if host.refusal() else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--json", action="store_true", help="print results as JSON lines")
     grade.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the spec's)")
     grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
+    grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     grade.set_defaults(func=cmd_grade)
 
     exp = sub.add_parser("export", help="export the gradebook")
@@ -222,13 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--profile", default="smoke", choices=("smoke", "full"))
     chk.add_argument("--workers", type=int, default=1)
     chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
+    chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     chk.set_defaults(func=cmd_check_solutions)
 
     demo = sub.add_parser("demo", help="everything end to end on synthetic data")
     demo.add_argument("--workdir", help="where the demo writes (default: .deepgrade/demo)")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--unsafe", action="store_true", help="no sandbox (hosts without bwrap)")
+    demo.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     demo.set_defaults(func=cmd_demo)
+
+    doc = sub.add_parser("doctor", help="what this host enforces, and how to fix what it lacks")
+    doc.add_argument("--json", action="store_true", help="the report as JSON")
+    doc.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -39,7 +39,14 @@ def expectation_problems(result: SubmissionResult, sample: Sample | None) -> lis
     return problems
 
 
-def run_demo(project: Project, *, workdir: Path | None, workers: int, unsafe: bool) -> int:
+def run_demo(
+    project: Project,
+    *,
+    workdir: Path | None,
+    workers: int,
+    unsafe: bool,
+    allow_unlimited: bool = False,
+) -> int:
     console = Console()
     started = time.perf_counter()
     workdir = workdir or project.root / ".deepgrade" / "demo"
@@ -58,7 +65,10 @@ def run_demo(project: Project, *, workdir: Path | None, workers: int, unsafe: bo
     surprises: list[str] = []
     with Gradebook(workdir / "gradebook.db") as book:
         for exercise in exercises:
-            settings = batch_settings(project, exercise, "smoke", workdir / "runs", unsafe)
+            settings = batch_settings(
+                project, exercise, "smoke", workdir / "runs", unsafe,
+                allow_unlimited=allow_unlimited,
+            )  # fmt: skip
             folder = workdir / "submissions" / exercise
             solution = project.solutions / exercise / settings.spec.notebook
             samples = {s.name: s for s in load_samples(settings.spec.directory) if s.demo}

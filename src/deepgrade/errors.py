@@ -20,3 +20,7 @@ class InputError(DeepgradeError):
 
 class SandboxUnavailable(DeepgradeError):
     """bubblewrap is missing or not permitted here, and --unsafe was not given."""
+
+
+class LimitsUnavailable(DeepgradeError):
+    """Memory or process limits cannot be enforced here, and --allow-unlimited was not given."""

@@ -51,6 +51,7 @@ CSV_COLUMNS = (
     "verdict",
     "detail",
     "unsafe",
+    "unlimited",
     "graded_at",
     "content_hash",
 )
@@ -75,6 +76,7 @@ def export_csv(results: Sequence[Graded], out: Path) -> Exported:
                     str(result.verdict),
                     result.detail,
                     "yes" if result.unsafe else "no",
+                    "yes" if result.unlimited else "no",
                     graded_at,
                     result.content_hash,
                 )

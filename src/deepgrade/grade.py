@@ -35,6 +35,7 @@ class GradeSettings:
     unsafe: bool = False
     gpu: str | None = None
     cell_timeout_s: int | None = None  # overrides the profile's (e.g. a quick test of timeouts)
+    unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
 
 
 def gradetime_sources(spec: ExerciseSpec) -> list[str]:
@@ -134,6 +135,7 @@ def grade_submission(
             verdict=verdict,
             detail=detail,
             unsafe=settings.unsafe,
+            unlimited=settings.unlimited,
             source_path=str(submission.path),
             **rest,
         )

@@ -1,31 +1,37 @@
 """Resource limits for one child process tree: wall time, memory, process count, file size.
 
-Memory and process limits use a cgroup per run when the host lets us write one (v2 unified
-hierarchy, or v1 memory and pids controllers), because a cgroup bounds the whole tree, counts
-OOM kills and can be emptied with certainty. Without a writable cgroup, RLIMIT_AS bounds each
-process's address space instead: good enough for TensorFlow on CPU, unusable with CUDA, which
-reserves huge address ranges. RLIMIT_FSIZE bounds every file the tree writes (including the
-stdout and stderr files handed in), and core dumps are off. The limits actually in force are
-returned as readable strings, so every result records what it ran under.
+What the host offers is decided once (hostcheck.HostLimits); this module applies it to each
+run. Memory and process limits use a cgroup per run where the host lets us write one (v1 memory
+and pids controllers, or a v2 subtree), because a cgroup bounds the whole tree, counts OOM
+kills, measures CPU time and can be emptied with certainty. Without one, RLIMIT_AS bounds each
+process's address space (unusable with CUDA) and RLIMIT_NPROC the sandbox uid's processes (the
+kernel ignores it for root). RLIMIT_FSIZE bounds every file the tree writes, and core dumps are
+off. The limits in force are returned as readable strings, so every result records them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PARENT_NAME = "deepgrade"
+from deepgrade import hostcheck
+from deepgrade.errors import LimitsUnavailable
+from deepgrade.hostcheck import CgroupPlan, HostLimits
+
+PARENT_NAME = hostcheck.RUNS_NAME
 MIB = 1024 * 1024
+V2_ENABLE = " ".join(f"+{c}" for c in hostcheck.V2_NEEDED)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class ProcessOutcome:
     oom_killed: bool
     seconds: float
     limits: tuple[str, ...]
+    cpu_seconds: float | None = None  # the tree's CPU time from its cgroup; None: unmeasured
 
 
 def _write(path: Path, value: str) -> bool:
@@ -47,127 +54,155 @@ def _write(path: Path, value: str) -> bool:
     return True
 
 
-def _own_cgroup(controller: str) -> str:
-    """This process's cgroup path in the hierarchy of `controller` ("" = the v2 one)."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return "/"
-    for line in lines:
-        _, names, path = line.split(":", 2)
-        if (controller == "" and names == "") or controller in names.split(","):
-            return path
-    return "/"
+_prepare_lock = threading.Lock()
+_prepared: set[Path] = set()
 
 
-def _parent_candidates(mount: Path, controller: str) -> list[Path]:
-    """Nest under our own cgroup (enclosing limits keep applying), else the mount's root."""
-    own = mount / _own_cgroup(controller).lstrip("/")
-    return list(dict.fromkeys([own, mount]))
+def prepare(host: HostLimits) -> None:
+    """On cgroup v2, move the processes of our cgroup into the leaf once, then let the cgroup
+    hand memory and pids to its children (a cgroup with processes cannot). Idempotent."""
+    plan = host.cgroup
+    if plan is None or plan.leaf is None:
+        return
+    leaf, parent = plan.leaf, plan.leaf.parent
+    with _prepare_lock:
+        if leaf in _prepared:
+            return
+        try:
+            leaf.mkdir(exist_ok=True)
+            for _ in range(20):  # processes may fork while we move them
+                members = (parent / "cgroup.procs").read_text().split()
+                if not members:
+                    break
+                for pid in members:
+                    try:
+                        (leaf / "cgroup.procs").write_text(pid)
+                    except ProcessLookupError:
+                        continue  # it exited meanwhile
+            (parent / "cgroup.subtree_control").write_text(V2_ENABLE)
+        except OSError as exc:
+            raise LimitsUnavailable(
+                f"could not move the grader into {leaf} to enable memory and pids limits in "
+                f"{parent}: {exc}; {hostcheck.DELEGATE_FIX}"
+            ) from exc
+        _prepared.add(leaf)
 
 
-def _make_child(parents: Sequence[Path], required: str, prepare: Callable[[Path], None]) -> Path:
-    """Create deepgrade/run-* under the first parent where `required` appears in the child."""
-    name = f"run-{os.getpid()}-{secrets.token_hex(4)}"
-    for parent in parents:
-        base = parent / PARENT_NAME
-        for _ in range(3):  # another run may remove an empty deepgrade/ between our two mkdirs
-            try:
-                base.mkdir(exist_ok=True)
-                prepare(base)
-                (base / name).mkdir()
-                break
-            except FileNotFoundError:
-                continue
-            except OSError:
-                break
-        child = base / name
-        if (child / required).exists():
-            return child
-        with contextlib.suppress(OSError):
-            child.rmdir()
-            base.rmdir()
-    raise OSError(f"no writable cgroup with {required}")
+def require(*, unsafe: bool, allow_unlimited: bool, gpu: bool) -> HostLimits:
+    """Fail closed before grading starts when memory or process limits cannot be enforced.
+
+    `unsafe` (trusted notebooks, no sandbox) and `allow_unlimited` (results marked) let it pass;
+    otherwise LimitsUnavailable names each missing piece and how to fix the host.
+    """
+    host = hostcheck.current()
+    refusal = host.refusal(sandboxed=False, gpu=gpu)  # the sandbox has its own check
+    if refusal and not (unsafe or allow_unlimited):
+        raise LimitsUnavailable(
+            "this host cannot enforce the limits student code must run under, so nothing was "
+            f"graded:\n{refusal}\nRun `deepgrade doctor` for the details. Fix the host, or pass "
+            "--allow-unlimited to grade anyway (every result is then marked unlimited)."
+        )
+    prepare(host)
+    return host
+
+
+def _make_child(parent: Path, required: str, prepare_base: Callable[[Path], None]) -> Path:
+    """Create parent/deepgrade/run-* and check that `required` (a control file) appears."""
+    base = parent / PARENT_NAME
+    child = base / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+    for _ in range(3):  # another run may remove an empty deepgrade/ between our two mkdirs
+        try:
+            base.mkdir(exist_ok=True)
+            prepare_base(base)
+            child.mkdir()
+            break
+        except FileNotFoundError:
+            continue
+    if (child / required).exists():
+        return child
+    _remove(child)
+    raise OSError(errno.ENOENT, f"{child} has no {required}")
 
 
 class _Cgroup:
-    """One run's cgroup(s): v2 has one directory, v1 one per controller (memory, pids)."""
+    """One run's cgroup(s): v2 has one directory, v1 one per controller."""
 
-    def __init__(self, version: int, dirs: Sequence[Path], limits: Sequence[str]) -> None:
+    def __init__(self, version: int, dirs: Mapping[str, Path], limits: Sequence[str]) -> None:
         self.version = version
-        self.dirs = tuple(dirs)
+        self.dirs = dict(dirs)
         self.limits = tuple(limits)
 
     @classmethod
-    def create(cls, memory_bytes: int, max_pids: int) -> _Cgroup | None:
-        controllers = CGROUP_ROOT / "cgroup.controllers"
-        if controllers.exists():
-            return cls._create_v2(controllers, memory_bytes, max_pids)
-        return cls._create_v1(memory_bytes, max_pids)
+    def create(cls, plan: CgroupPlan, memory_bytes: int, max_pids: int) -> _Cgroup:
+        """The run's cgroup(s) as the plan says; LimitsUnavailable when the host refuses."""
+        made: dict[str, Path] = {}
+        try:
+            if plan.version == 2:
+                return cls._create_v2(plan, memory_bytes, max_pids)
+            return cls._create_v1(plan, memory_bytes, max_pids, made)
+        except OSError as exc:
+            for directory in made.values():
+                _remove(directory)
+            places = ", ".join(sorted({str(p) for p in plan.parents.values()}))
+            raise LimitsUnavailable(
+                f"could not create this run's cgroup under {places}: {exc}"
+            ) from exc
 
     @classmethod
-    def _create_v2(cls, controllers: Path, memory_bytes: int, max_pids: int) -> _Cgroup | None:
-        available = controllers.read_text().split()
-        if "memory" not in available:
-            return None
-        wanted = " ".join(f"+{c}" for c in ("memory", "pids") if c in available)
+    def _create_v2(cls, plan: CgroupPlan, memory_bytes: int, max_pids: int) -> _Cgroup:
+        parent = plan.parents["memory"]
 
         def enable(base: Path) -> None:
-            _write(base.parent / "cgroup.subtree_control", wanted)  # may fail: then try next
-            _write(base / "cgroup.subtree_control", wanted)
+            _write(parent / "cgroup.subtree_control", V2_ENABLE)  # already there after prepare
+            (base / "cgroup.subtree_control").write_text(V2_ENABLE)
 
+        child = _make_child(parent, "memory.max", enable)
         try:
-            child = _make_child(_parent_candidates(CGROUP_ROOT, ""), "memory.max", enable)
+            (child / "memory.max").write_text(str(memory_bytes))
+            (child / "pids.max").write_text(str(max_pids))
         except OSError:
-            return None
-        mib = memory_bytes // MIB
-        limits = []
-        if _write(child / "memory.max", str(memory_bytes)):
-            # memory.oom.group stays 0: the OOM killer takes the biggest process (the kernel)
-            # and the runner survives to send back the artifacts saved so far.
-            swap = _write(child / "memory.swap.max", "0")
-            limits.append(f"memory {mib} MiB (cgroup v2{', swap off' if swap else ''})")
-        if _write(child / "pids.max", str(max_pids)):
-            limits.append(f"processes {max_pids} (cgroup v2 pids)")
-        return cls(2, [child], limits)
+            _remove(child)
+            raise
+        # memory.oom.group stays 0: the OOM killer takes the biggest process (the kernel)
+        # and the runner survives to send back the artifacts saved so far.
+        swap = _write(child / "memory.swap.max", "0")
+        limits = [
+            f"memory {memory_bytes // MIB} MiB (cgroup v2{', swap off' if swap else ''})",
+            f"processes {max_pids} (cgroup v2 pids)",
+        ]
+        return cls(2, {"unified": child}, limits)
 
     @classmethod
-    def _create_v1(cls, memory_bytes: int, max_pids: int) -> _Cgroup | None:
-        dirs: list[Path] = []
+    def _create_v1(
+        cls, plan: CgroupPlan, memory_bytes: int, max_pids: int, made: dict[str, Path]
+    ) -> _Cgroup:
         limits: list[str] = []
-        mem_mount, pids_mount = CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"
-        if os.access(mem_mount / "cgroup.procs", os.W_OK):
-            try:
-                mem = _make_child(
-                    _parent_candidates(mem_mount, "memory"), "memory.limit_in_bytes", lambda b: None
-                )
-            except OSError:
-                mem = None
-            if mem is not None and _write(mem / "memory.limit_in_bytes", str(memory_bytes)):
-                swap = _write(mem / "memory.memsw.limit_in_bytes", str(memory_bytes))
-                _write(mem / "memory.swappiness", "0")
-                dirs.append(mem)
-                mib = memory_bytes // MIB
-                limits.append(f"memory {mib} MiB (cgroup v1{', swap off' if swap else ''})")
-            elif mem is not None:
-                _remove(mem)
-        if os.access(pids_mount / "cgroup.procs", os.W_OK):
-            try:
-                pids = _make_child(
-                    _parent_candidates(pids_mount, "pids"), "pids.max", lambda b: None
-                )
-            except OSError:
-                pids = None
-            if pids is not None and _write(pids / "pids.max", str(max_pids)):
-                dirs.append(pids)
-                limits.append(f"processes {max_pids} (cgroup v1 pids)")
-            elif pids is not None:
-                _remove(pids)
-        return cls(1, dirs, limits) if dirs else None
+        required = {
+            "memory": "memory.limit_in_bytes",
+            "pids": "pids.max",
+            "cpuacct": "cpuacct.usage",
+        }
+        for controller, parent in plan.parents.items():
+            made[controller] = _make_child(parent, required[controller], lambda b: None)
+        if "memory" in made:
+            mem = made["memory"]
+            (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            swap = _write(mem / "memory.memsw.limit_in_bytes", str(memory_bytes))
+            _write(mem / "memory.swappiness", "0")
+            mib = memory_bytes // MIB
+            limits.append(f"memory {mib} MiB (cgroup v1{', swap off' if swap else ''})")
+        if "pids" in made:
+            (made["pids"] / "pids.max").write_text(str(max_pids))
+            limits.append(f"processes {max_pids} (cgroup v1 pids)")
+        return cls(1, made, limits)
 
     @property
     def limits_memory(self) -> bool:
         return any(text.startswith("memory") for text in self.limits)
+
+    @property
+    def limits_processes(self) -> bool:
+        return any(text.startswith("processes") for text in self.limits)
 
     def joiner(self) -> Callable[[], None]:
         """A function moving the calling process in, for the child between fork and exec.
@@ -176,7 +211,7 @@ class _Cgroup:
         threads, and Python code that takes a lock (imports, logging, codecs) could deadlock
         in a child forked while another thread held it.
         """
-        files = [os.fsencode(directory / "cgroup.procs") for directory in self.dirs]
+        files = [os.fsencode(directory / "cgroup.procs") for directory in self.dirs.values()]
 
         def join() -> None:
             pid = b"%d" % os.getpid()
@@ -191,7 +226,7 @@ class _Cgroup:
 
     def pids(self) -> set[int]:
         found: set[int] = set()
-        for directory in self.dirs:
+        for directory in self.dirs.values():
             with contextlib.suppress(OSError, ValueError):
                 found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
         return found
@@ -199,7 +234,7 @@ class _Cgroup:
     def kill_all(self) -> None:
         """SIGKILL every member until none is left (members may fork while we read)."""
         if self.version == 2:
-            _write(self.dirs[0] / "cgroup.kill", "1")  # Linux >= 5.14; the loop covers older
+            _write(self.dirs["unified"] / "cgroup.kill", "1")  # Linux >= 5.14; the loop covers
         deadline = time.monotonic() + 10
         while (members := self.pids()) and time.monotonic() < deadline:
             for pid in members:
@@ -208,7 +243,7 @@ class _Cgroup:
             time.sleep(0.02)
 
     def oom_kills(self) -> int:
-        for directory in self.dirs:
+        for directory in self.dirs.values():
             for name in ("memory.events", "memory.oom_control"):
                 with contextlib.suppress(OSError):
                     for line in (directory / name).read_text().splitlines():
@@ -217,8 +252,23 @@ class _Cgroup:
                             return int(value)
         return 0
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the members used, exited ones included (None: not measurable)."""
+        try:
+            if self.version == 2:
+                for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            if "cpuacct" in self.dirs:
+                return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+        return None
+
     def remove(self) -> None:
-        for directory in self.dirs:
+        for directory in self.dirs.values():
             _remove(directory)
 
 
@@ -234,6 +284,19 @@ def _remove(directory: Path) -> None:
             time.sleep(0.02)
     with contextlib.suppress(OSError):
         directory.parent.rmdir()
+
+
+def uid_threads(uid: int) -> int:
+    """Threads (what RLIMIT_NPROC counts) the real uid runs now, all namespaces included."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+            if int(fields["Uid"].split()[0]) == uid:
+                total += int(fields["Threads"])
+    return total
 
 
 def _kill_group(pgid: int) -> None:
@@ -269,6 +332,7 @@ def run_limited(
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
     rlimit_as: bool = True,
+    host: HostLimits | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion under the limits; nothing it started outlives the call.
 
@@ -276,9 +340,17 @@ def run_limited(
     cgroup every member is killed too, even those that left the group (a sandbox's
     processes live in their own session). `pass_fds` are inherited (all others are closed).
     Without a memory cgroup, RLIMIT_AS stands in unless `rlimit_as` is False (CUDA needs
-    huge address ranges): then memory is not limited, and the limits say so.
+    huge address ranges): then memory is not limited, and the limits say so. Without a pids
+    cgroup, RLIMIT_NPROC allows the uid `max_pids` threads more than it runs now (the kernel
+    counts every process of the uid, and ignores the limit for root). `host` defaults to
+    this host as resolved once (hostcheck.current()). Raises LimitsUnavailable when the
+    host's cgroups refuse what the resolution promised.
     """
-    cgroup = _Cgroup.create(memory_mb * MIB, max_pids)
+    host = host or hostcheck.current()
+    cgroup = None
+    if host.cgroup is not None:
+        prepare(host)
+        cgroup = _Cgroup.create(host.cgroup, memory_mb * MIB, max_pids)
     limits = [f"wall time {timeout_s:g} s"]
     no_cgroup_memory = cgroup is None or not cgroup.limits_memory
     use_rlimit_as = no_cgroup_memory and rlimit_as
@@ -288,8 +360,14 @@ def run_limited(
         limits.append(f"memory {memory_mb} MiB per process (RLIMIT_AS, CPU only)")
     elif no_cgroup_memory:
         limits.append("memory: not limited (no writable memory cgroup; RLIMIT_AS breaks CUDA)")
-    if cgroup is None or not any(text.startswith("processes") for text in cgroup.limits):
-        limits.append("processes: not limited (no writable pids cgroup)")
+    nproc = None
+    if cgroup is None or not cgroup.limits_processes:
+        if host.processes == hostcheck.PIDS_RLIMIT_NPROC:
+            running = uid_threads(os.getuid())
+            nproc = running + max_pids
+            limits.append(f"processes {max_pids} (RLIMIT_NPROC {nproc}: {running} already ran)")
+        else:
+            limits.append("processes: not limited (no writable pids cgroup)")
     limits += [f"file size {file_size_mb} MiB (RLIMIT_FSIZE)", "core dumps off"]
     fsize = file_size_mb * MIB
 
@@ -302,6 +380,8 @@ def run_limited(
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         if use_rlimit_as:
             resource.setrlimit(resource.RLIMIT_AS, (memory_mb * MIB, memory_mb * MIB))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
     start = time.monotonic()
     try:
@@ -323,9 +403,10 @@ def run_limited(
             returncode = proc.wait()
         seconds = time.monotonic() - start
     finally:
-        oom = False
+        oom, cpu = False, None
         if cgroup is not None:
             cgroup.kill_all()
             oom = cgroup.oom_kills() > 0
+            cpu = cgroup.cpu_seconds()
             cgroup.remove()
-    return ProcessOutcome(returncode, timed_out, oom, seconds, tuple(limits))
+    return ProcessOutcome(returncode, timed_out, oom, seconds, tuple(limits), cpu)

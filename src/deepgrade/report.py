@@ -59,6 +59,12 @@ def results_table(results: Sequence[SubmissionResult], title: str) -> Table:
 
 def print_results(results: Sequence[SubmissionResult], title: str, console: Console) -> None:
     console.print(results_table(results, title))
+    unlimited = [r.student for r in results if r.unlimited]
+    if unlimited:
+        console.print(
+            "[yellow]graded WITHOUT memory or process limits (--allow-unlimited): "
+            f"{', '.join(unlimited)}[/]"
+        )
     unsafe = [r.student for r in results if r.unsafe]
     if unsafe:
         console.print(f"[yellow]graded WITHOUT the sandbox (--unsafe): {', '.join(unsafe)}[/]")

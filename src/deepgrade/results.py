@@ -91,6 +91,7 @@ class SubmissionResult:
     stage1_seconds: float
     stage2_seconds: float
     unsafe: bool = False  # graded without the sandbox (trusted solution regression only)
+    unlimited: bool = False  # graded without memory or process limits (--allow-unlimited)
     limits: tuple[str, ...] = ()
     source_path: str = ""
     measurements: dict[str, float] = field(default_factory=dict)  # what the checks measured

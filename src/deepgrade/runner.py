@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.grade import GradeSettings, grade_submission
 from deepgrade.gradebook import Gradebook
+from deepgrade.limits import require as require_limits
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -69,6 +70,7 @@ def _grade_safely(
             stage1_seconds=0.0,
             stage2_seconds=0.0,
             unsafe=settings.unsafe,
+            unlimited=settings.unlimited,
             source_path=str(submission.path),
         )
     finally:
@@ -87,6 +89,7 @@ def grade_batch(
 ) -> list[SubmissionResult]:
     """Grade `submissions` with `workers` in parallel; returns the results graded now."""
     require_sandbox(settings.unsafe)
+    require_limits(unsafe=settings.unsafe, allow_unlimited=settings.unlimited, gpu=bool(gpus))
     notify = on_event or (lambda _event: None)
     total = len(submissions)
     todo = []
