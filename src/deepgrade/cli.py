@@ -109,6 +109,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.batch import default_gradebook
     from deepgrade.export import EXPORTERS
     from deepgrade.gradebook import Gradebook
+    from deepgrade.redact import project_secrets
 
     project = _project(args)
     path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
@@ -117,7 +118,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Gradebook(path) as book:
         results = book.latest(args.exercise, args.profile)
     default_out = "grades.csv" if args.format == "csv" else "gradescope"
-    written = EXPORTERS[args.format](results, Path(args.out or default_out))
+    secrets = project_secrets(project.autograder, (r.exercise for r, _ in results))
+    written = EXPORTERS[args.format](results, Path(args.out or default_out), secrets=secrets)
     print(
         f"exported {len(results)} results to {len(written)} file(s) under {args.out or default_out}"
     )
