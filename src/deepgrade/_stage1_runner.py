@@ -9,6 +9,12 @@ pointed at fd 2, and the process makes itself non-dumpable so no other process i
 can open it through /proc/<pid>/fd. The tar is written only after every other process in the
 sandbox is dead, so nothing can race the executed notebook or the artifacts it contains.
 
+The grader's cells at the end (GradeTime) run in the student's kernel, so student code can see
+what they see: the hidden values arrive on a second private descriptor, drained before the
+kernel starts, and are written to a fresh file only when the first of those cells is about to
+run; a failure there is described from a template (the declared function and a known exception
+type, never the message), and the student's saved files are frozen at that moment.
+
 Errors do not stop the run (allow_errors): later cells can still produce artifacts that earn
 points. A cell that exceeds the cell time limit is interrupted and recorded, and the run goes
 on; the whole-notebook deadline kills the kernel, which ends the run but still sends back
