@@ -48,9 +48,9 @@ PR_SET_DUMPABLE = 4
 MAX_OUTPUT_BYTES = 1024 * 1024  # one cell output larger than this is replaced by a note
 MAX_DETAIL_CHARS = 300
 TIMEOUT_ENAME = "CellTimeoutError"  # the ename our error_on_timeout reply carries
-GRADETIME_TAG = "deepgrade-gradetime"  # as deepgrade.grade.GRADETIME_TAG (a test keeps them equal)
-# The first grade-time cell opens this string literal; the runner replaces it with the path of
-# the file it writes the hidden values to, just before that cell runs (deepgrade.grade too).
+GRADETIME_TAG = "deepgrade-gradetime"  # deepgrade.grade tags its cells with it
+# The first grade-time cell (deepgrade.grade.HIDDEN_LOADER) opens this string literal; the
+# runner replaces it with the path of the file it writes the hidden values to, just before.
 HIDDEN_FILE_PLACEHOLDER = '"@@deepgrade-hidden-file@@"'
 # Exception types a student may read about a grade-time cell: student code runs there with the
 # hidden values in reach and could name a class after them, so any other name is not repeated.
