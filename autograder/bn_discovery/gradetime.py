@@ -1,10 +1,13 @@
 # Grade-time cells for bn_discovery: appended by the grader to its own copy of the submission,
-# after every student and locked cell, and never released. `HIDDEN` is rendered by the grader
-# from spec.toml's [hidden] table. The cell calls the student's bn_forward on arrays made from
-# the hidden seed (the recipe is conftest.hidden_bn_inputs, repeated here because stage 1 cannot
-# import the grader's code) and saves what it returns; test_bn_forward.py judges it.
+# after every student and locked cell, and never released. `HIDDEN` is spec.toml's [hidden] table,
+# loaded by the grader's own first cell from a file stage 1 writes just before it runs. The cell
+# calls the student's bn_forward on arrays made from the hidden seed (the recipe is
+# conftest.hidden_bn_inputs, repeated here because stage 1 cannot import the grader's code) and
+# saves what it returns; test_bn_forward.py judges it. Each `# %% calls=name` marker names the
+# student function its cell calls: a failure there is reported as that function failing on the
+# grader's inputs, never with its message.
 
-# %%
+# %% calls=bn_forward
 import os as _dg_os
 
 import numpy as _dg_np

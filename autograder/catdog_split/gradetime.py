@@ -1,11 +1,14 @@
 # Grade-time cells for catdog_split: appended by the grader to its own copy of the submission,
-# after every student and locked cell, and never released. `HIDDEN` is rendered by the grader
-# from spec.toml's [hidden] table. They call the student's split_cats_dogs on label arrays built
-# from a hidden seed and classify_file on hidden image files taken from the grader's test set,
-# and save what those return; the hidden checks (stage 2) rebuild the same inputs and judge.
-# An error in the student's function is caught per input, so the other inputs still count.
+# after every student and locked cell, and never released. `HIDDEN` is spec.toml's [hidden] table,
+# loaded by the grader's own first cell from a file stage 1 writes just before it runs. They call
+# the student's split_cats_dogs on label arrays built from a hidden seed and classify_file on
+# hidden image files taken from the grader's test set, and save what those return; the hidden
+# checks (stage 2) rebuild the same inputs and judge. An error in the student's function is caught
+# per input, so the other inputs still count. Each `# %% calls=name` marker names the student
+# function its cell calls: a failure there is reported as that function failing on the grader's
+# inputs, never with its message.
 
-# %%
+# %% calls=split_cats_dogs
 import json as _dg_json
 import os as _dg_os
 import pickle as _dg_pickle
@@ -55,7 +58,7 @@ for _dg_name, (_dg_x, _dg_y) in _dg_hidden_split_cases(HIDDEN["split_seed"]).ite
 _dg_np.savez(_dg_os.path.join(ARTIFACT_DIR, "hidden_split.npz"), **_dg_outputs)  # noqa: F821
 print("saved hidden_split.npz")
 
-# %%
+# %% calls=classify_file
 with open(_dg_os.path.join(DATA_DIR, "test_batch"), "rb") as _dg_handle:  # noqa: F821
     _dg_batch = _dg_pickle.load(_dg_handle, encoding="bytes")
 _dg_labels = _dg_np.asarray(_dg_batch[b"labels"], dtype=_dg_np.int64)

@@ -37,14 +37,14 @@ _dg_x = _dg_hidden_uint8.astype(_dg_np.float32) / 255.0 - 0.5
 _dg_model = _dg_keras.saving.load_model(_dg_os.path.join(DATA_DIR, "resnet1.keras"))  # noqa: F821
 _dg_artifact = lambda name: _dg_os.path.join(ARTIFACT_DIR, name)  # noqa: E731, F821
 
-# %%
+# %% calls=preprocess
 _dg_np.save(
     _dg_artifact("hidden_preprocessed.npy"),
     _dg_np.asarray(preprocess(_dg_hidden_uint8.copy())),  # noqa: F821 (student's function)
     allow_pickle=False,
 )
 
-# %%
+# %% calls=tta_predict
 # Also tta_predict's warm-up for the timing cell below.
 _dg_np.save(
     _dg_artifact("hidden_tta.npy"),
@@ -53,7 +53,7 @@ _dg_np.save(
 )
 
 
-# %%
+# %% calls=tta_predict
 class _DgCountingModel:
     """Forwards to the network and counts the calls and the images it is asked to predict."""
 
@@ -92,7 +92,7 @@ with open(_dg_artifact("tta_calls.json"), "w", encoding="utf-8") as _dg_handle:
     )
 
 
-# %%
+# %% calls=tta_predict
 # Interleaved rounds, each timed twice: wall-clock time and the process's CPU time over all its
 # threads. The check uses wall time where the network runs on an accelerator (CPU time misses
 # the device's work) and CPU time on a CPU (on a shared CPU, wall time measures the neighbours'

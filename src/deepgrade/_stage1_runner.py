@@ -9,6 +9,12 @@ pointed at fd 2, and the process makes itself non-dumpable so no other process i
 can open it through /proc/<pid>/fd. The tar is written only after every other process in the
 sandbox is dead, so nothing can race the executed notebook or the artifacts it contains.
 
+The grader's cells at the end (GradeTime) run in the student's kernel, so student code can see
+what they see: the hidden values arrive on a second private descriptor, drained before the
+kernel starts, and are written to a fresh file only when the first of those cells is about to
+run; a failure there is described from a template (the declared function and a known exception
+type, never the message), and the student's saved files are frozen at that moment.
+
 Errors do not stop the run (allow_errors): later cells can still produce artifacts that earn
 points. A cell that exceeds the cell time limit is interrupted and recorded, and the run goes
 on; the whole-notebook deadline kills the kernel, which ends the run but still sends back
@@ -18,24 +24,56 @@ everything produced so far.
 from __future__ import annotations
 
 import argparse
+import builtins
 import contextlib
 import ctypes
+import hashlib
 import io
 import json
 import os
+import re
 import signal
 import stat
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import traceback
+import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 PR_SET_DUMPABLE = 4
 MAX_OUTPUT_BYTES = 1024 * 1024  # one cell output larger than this is replaced by a note
 MAX_DETAIL_CHARS = 300
 TIMEOUT_ENAME = "CellTimeoutError"  # the ename our error_on_timeout reply carries
+GRADETIME_TAG = "deepgrade-gradetime"  # deepgrade.grade tags its cells with it
+# The first grade-time cell (deepgrade.grade.HIDDEN_LOADER) opens this string literal; the
+# runner replaces it with the path of the file it writes the hidden values to, just before.
+HIDDEN_FILE_PLACEHOLDER = '"@@deepgrade-hidden-file@@"'
+# Exception types a student may read about a grade-time cell: student code runs there with the
+# hidden values in reach and could name a class after them, so any other name is not repeated.
+KNOWN_EXCEPTIONS = frozenset(
+    name
+    for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+) | {
+    TIMEOUT_ENAME,
+    "AxisError",  # numpy
+    "LinAlgError",
+    "UFuncTypeError",
+    "InvalidArgumentError",  # TensorFlow, as Keras raises them
+    "ResourceExhaustedError",
+    "FailedPreconditionError",
+    "UnimplementedError",
+    "InternalError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "UnknownError",
+}
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
 
 
 def _private_channel(fd: int) -> int:
@@ -48,18 +86,211 @@ def _private_channel(fd: int) -> int:
     return channel
 
 
+def _read_hidden(fd: int | None) -> bytes | None:
+    """The hidden values from their private pipe, read to the end and closed before the
+    kernel (or anything else in the sandbox) starts: nothing is left there to find."""
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
+    """One bounded line: no terminal escapes, control or format characters (bidi, zero-width)."""
+    kept = []
+    for char in _ANSI.sub("", str(text)):
+        kind = unicodedata.category(char)
+        if kind == "Cc" or kind[0] == "Z":
+            kept.append(" ")
+        elif kind[0] != "C":
+            kept.append(char)
+    line = " ".join("".join(kept).split())
     return line if len(line) <= MAX_DETAIL_CHARS else line[: MAX_DETAIL_CHARS - 3] + "..."
+
+
+def _student_exception(ename: str) -> str:
+    """A student cell's exception type as reported: a plain (dotted) name, else none."""
+    return ename if _NAME.fullmatch(ename) else "an exception"
+
+
+def _gradetime_exception(ename: str) -> str:
+    """A grade-time cell's exception type: only from the fixed vocabulary."""
+    return ename if ename in KNOWN_EXCEPTIONS else "an exception"
+
+
+def gradetime_error_detail(error: dict[str, Any]) -> str:
+    """The student-visible line for a failed grade-time cell: the grader's template, the
+    function it calls (declared by the grader) and the exception type, never its message."""
+    ename = str(error.get("ename", ""))
+    raised = "raised an exception" if ename == "an exception" else f"raised {ename}"
+    calls = [str(name) for name in error.get("calls") or []]
+    where = f"cell {error.get('cell')} (the grader's)"
+    if calls:
+        return (
+            f"{where}: {' or '.join(calls)} {raised} when the grader called it with its own "
+            "inputs; test your function on other inputs than the notebook's"
+        )
+    return (
+        f"{where}, which calls none of your functions, {raised}: your notebook may have changed "
+        "something it relies on (a library name, DATA_DIR, ARTIFACT_DIR); run it top to bottom"
+    )
+
+
+def _digest(path: str) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprints(root: str, cap: int) -> dict[str, str]:
+    """sha256 of every regular file under `root` (by relative path), reading at most `cap`
+    bytes in all: a file past that (a sparse giant) gets an empty digest, matching nothing."""
+    found: dict[str, str] = {}
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            rel = os.path.normpath(os.path.relpath(path, root))
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                found[rel] = ""
+                if total + st.st_size <= cap:
+                    total += st.st_size
+                    found[rel] = _digest(path)
+    return found
+
+
+class GradeTime:
+    """The grader's cells at the end of the notebook, and what happens when the first starts.
+
+    They are the last `count` cells, by position (a student cannot tag a cell of their own into
+    them). When the first one is about to run, the student's saved files are fingerprinted (a
+    file changed later, or a student artifact first written later, is not sent back: code left
+    running in the kernel could otherwise stuff text it captured from the grader's cells into
+    answers.json), and the hidden values, read from a private descriptor before the kernel
+    started, are written to a fresh file whose name replaces HIDDEN_FILE_PLACEHOLDER in that
+    cell's source. So no cell source holds them and no student cell ran while they existed.
+    A failing grade-time cell is recorded with the function it calls and a known exception type
+    only: its message is whatever student code put there.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        hidden: bytes | None = None,
+        artifacts: str = "",
+        cwd: str = "",
+        student_artifacts: Sequence[str] = (),
+        cap: int = 0,
+    ) -> None:
+        self.count = count
+        self.hidden = hidden
+        self.artifacts = artifacts
+        self.cwd = cwd
+        self.student_artifacts = frozenset(os.path.normpath(n) for n in student_artifacts)
+        self.cap = cap
+        self.first: int | None = None  # index in nb.cells of the first grade-time cell
+        self.frozen: dict[str, str] | None = None  # relative path -> sha256, once started
+        self.refused: list[str] = []
+
+    def bind(self, nb: Any) -> None:
+        cells = len(nb.cells)
+        self.first = cells - self.count if 0 < self.count <= cells else None
+
+    def contains(self, index: int | None) -> bool:
+        return self.first is not None and index is not None and index >= self.first
+
+    def before_cell(self, cell: Any, index: int) -> None:
+        if not self.contains(index) or self.frozen is not None:
+            return
+        try:
+            self.frozen = _fingerprints(self.artifacts, self.cap) if self.artifacts else {}
+        except OSError as exc:  # an unreadable artifact folder: nothing the student made counts
+            print(f"stage1: could not fingerprint the artifacts: {exc!r}", file=sys.stderr)
+            self.frozen = {}
+        self._hand_over(cell)
+
+    def _hand_over(self, cell: Any) -> None:
+        hidden, self.hidden = self.hidden, None
+        if hidden is None or HIDDEN_FILE_PLACEHOLDER not in cell.source:
+            return
+        for folder in (self.cwd, tempfile.gettempdir()):
+            try:
+                fd, path = tempfile.mkstemp(prefix=".deepgrade-", suffix=".json", dir=folder)
+            except OSError:
+                continue
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(hidden)
+            except OSError:  # a full tmpfs: try the next folder
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                continue
+            cell.source = cell.source.replace(HIDDEN_FILE_PLACEHOLDER, json.dumps(path))
+            return
+        print("stage1: nowhere to write the hidden values for the grader's cells", file=sys.stderr)
+
+    def error(self, cell: Any, number: int | None, ename: str) -> dict[str, Any]:
+        declared = cell.get("metadata", {}).get("deepgrade", {}).get("calls", [])
+        calls = [c for c in declared if isinstance(c, str) and _NAME.fullmatch(c)]
+        return {
+            "cell": number,
+            "ename": _gradetime_exception(ename),
+            "evalue": "",
+            "timeout": ename == TIMEOUT_ENAME,
+            "gradetime": True,
+            "calls": calls,
+        }
+
+    def refuse(self, rel: str, path: str) -> str | None:
+        """Why a file found at the end is not sent back (None: it is)."""
+        if self.frozen is None:
+            return None
+        rel = os.path.normpath(rel)
+        if rel in self.frozen:
+            with contextlib.suppress(OSError):
+                if _digest(path) == self.frozen[rel] != "":
+                    return None
+            reason = "changed while the grader's cells ran"
+        elif rel in self.student_artifacts:
+            reason = "written while the grader's cells ran"
+        else:
+            return None
+        self.refused.append(rel)
+        return reason
+
+    def judge(self, status: dict[str, Any]) -> None:
+        """Saved files changed under the grader's cells: the verdict says so (template text)."""
+        if not self.refused or status.get("verdict") not in ("graded", "cell_error"):
+            return
+        named = sorted(rel for rel in self.refused if rel in self.student_artifacts)
+        others = len(self.refused) - len(named)
+        listed = ", ".join(named) + (f" and {others} other file(s)" if others and named else "")
+        listed = listed or f"{others} file(s)"
+        status["verdict"] = "tampered"
+        status["detail"] = (
+            f"saved files ({listed}) changed while the grader's cells ran, so they were not "
+            "graded: leave nothing running when your cells end (threads, IPython hooks or "
+            "event callbacks, sys.settrace)"
+        )
 
 
 class Run:
     """What happened, collected from nbclient's hooks (papermill's own error check treats
     sys.exit(0) as success, so it is not used for the verdict)."""
 
-    def __init__(self, cell_timeout: int, notebook_timeout: float) -> None:
+    def __init__(
+        self, cell_timeout: int, notebook_timeout: float, gradetime: GradeTime | None = None
+    ) -> None:
         self.cell_timeout = cell_timeout
         self.notebook_timeout = notebook_timeout
+        self.gradetime = gradetime or GradeTime(0)
         self.nb: Any = None
         self.current: int | None = None  # index in nb.cells of the cell running now
         self.errors: list[dict[str, Any]] = []  # every failing cell, in order
@@ -80,19 +311,24 @@ class Run:
 
     def on_notebook_start(self, notebook: Any, **_: Any) -> None:
         self.nb = notebook
+        self.gradetime.bind(notebook)
 
     def on_cell_execute(self, cell: Any, cell_index: int, **_: Any) -> None:
         self.current = cell_index
+        self.gradetime.before_cell(cell, cell_index)
 
     def on_cell_error(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
+        content = execute_reply.get("content", {})
+        ename = str(content.get("ename", "Error"))
+        if self.gradetime.contains(cell_index):
+            self.errors.append(self.gradetime.error(cell, self.code_number(cell_index), ename))
+            return
         if "raises-exception" in cell.get("metadata", {}).get("tags", []):
             return  # the author marked this error as expected (nbclient's own convention)
-        content = execute_reply.get("content", {})
-        ename = content.get("ename", "Error")
         self.errors.append(
             {
                 "cell": self.code_number(cell_index),
-                "ename": ename,
+                "ename": _student_exception(ename),
                 "evalue": _one_line(content.get("evalue", "")),
                 "timeout": ename == TIMEOUT_ENAME,
             }
@@ -109,6 +345,8 @@ class Run:
         elif first["timeout"]:
             verdict = "timeout"
             detail = f"cell {first['cell']} ran longer than the {self.cell_timeout} s cell limit"
+        elif first.get("gradetime"):
+            verdict, detail = "cell_error", gradetime_error_detail(first)
         else:
             verdict = "cell_error"
             detail = f"cell {first['cell']} raised {first['ename']}"
@@ -238,9 +476,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_artifacts(tar: tarfile.TarFile, root: str, cap: int) -> list[str]:
+def _add_artifacts(
+    tar: tarfile.TarFile, root: str, cap: int, gradetime: GradeTime | None = None
+) -> list[str]:
     """Regular files and folders only, in total at most `cap` bytes (a sparse file can claim
-    more than the tmpfs holds); links, FIFOs and devices are skipped and reported."""
+    more than the tmpfs holds); links, FIFOs and devices are skipped and reported, and so are
+    the files `gradetime` refuses (changed under the grader's cells)."""
     skipped: list[str] = []
     total = 0
     for folder, dirs, files in os.walk(root):
@@ -260,6 +501,10 @@ def _add_artifacts(tar: tarfile.TarFile, root: str, cap: int) -> list[str]:
                 continue
             if total + st.st_size > cap:
                 skipped.append(f"{rel}: over the artifact size limit")
+                continue
+            refused = gradetime.refuse(rel, path) if gradetime is not None else None
+            if refused:
+                skipped.append(f"{rel}: {refused}")
                 continue
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as handle:
@@ -282,12 +527,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cwd", required=True, help="the kernel's working folder")
     parser.add_argument("--tar-fd", type=int, required=True)
     parser.add_argument("--sandboxed", action="store_true")
+    parser.add_argument("--gradetime-cells", type=int, default=0, help="the last N cells")
+    parser.add_argument("--hidden-fd", type=int, help="the hidden values (JSON) to read")
+    parser.add_argument("--student-artifacts", default="[]", help="JSON list of file names")
     args = parser.parse_args(argv)
 
     channel = _private_channel(args.tar_fd)
+    hidden = _read_hidden(args.hidden_fd)
     print("stage1: runner started", file=sys.stderr, flush=True)
     start = time.monotonic()
-    run = Run(args.cell_timeout, args.notebook_timeout)
+    gradetime = GradeTime(
+        args.gradetime_cells,
+        hidden,
+        artifacts=args.artifacts,
+        cwd=args.cwd,
+        student_artifacts=json.loads(args.student_artifacts),
+        cap=args.artifact_cap,
+    )
+    run = Run(args.cell_timeout, args.notebook_timeout, gradetime)
 
     def deadline() -> None:
         run.notebook_deadline_hit = True
@@ -307,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     with os.fdopen(channel, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
         if run.nb is not None:
             _add_bytes(tar, "executed.ipynb", _capped_notebook(run.nb))
-        status["skipped_artifacts"] = _add_artifacts(tar, args.artifacts, args.artifact_cap)
+        skipped = _add_artifacts(tar, args.artifacts, args.artifact_cap, gradetime)
+        status["skipped_artifacts"] = skipped
+        gradetime.judge(status)
         _add_bytes(tar, "status.json", json.dumps(status, indent=1).encode("utf-8"))
     print(f"stage1: {status['verdict']}: {status['detail']}", file=sys.stderr, flush=True)
     return 0

@@ -111,6 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.batch import default_gradebook
     from deepgrade.export import EXPORTERS
     from deepgrade.gradebook import Gradebook
+    from deepgrade.redact import project_secrets
 
     project = _project(args)
     path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
@@ -119,7 +120,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Gradebook(path) as book:
         results = book.latest(args.exercise, args.profile)
     default_out = "grades.csv" if args.format == "csv" else "gradescope"
-    exported = EXPORTERS[args.format](results, Path(args.out or default_out))
+    secrets = project_secrets(project.autograder, (r.exercise for r, _ in results))
+    exported = EXPORTERS[args.format](results, Path(args.out or default_out), secrets=secrets)
     shown = len(results) - len(exported.left_out)
     where = args.out or default_out
     print(f"exported {shown} results to {len(exported.files)} file(s) under {where}")

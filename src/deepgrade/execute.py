@@ -10,12 +10,13 @@ win over whatever the runner reported, since code inside could have influenced t
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class _Job:
     notebook_timeout_s: int
     cap_bytes: int
     tar_fd: int
+    hidden_fd: int | None = None  # a pipe holding the hidden values (JSON)
+    gradetime_cells: int = 0  # the notebook's last N cells are the grader's
+    student_artifacts: tuple[str, ...] = ()  # frozen when the grader's cells start
 
     def argv(
         self, runner: str, notebook: str, artifacts: str, cwd: str, sandboxed: bool
@@ -88,6 +92,9 @@ class _Job:
         argv += ["--notebook-timeout", str(self.notebook_timeout_s)]
         argv += ["--artifacts", artifacts, "--artifact-cap", str(self.cap_bytes)]
         argv += ["--cwd", cwd, "--tar-fd", str(self.tar_fd)]
+        argv += ["--gradetime-cells", str(self.gradetime_cells)]
+        argv += ["--student-artifacts", json.dumps(list(self.student_artifacts))]
+        argv += ["--hidden-fd", str(self.hidden_fd)] if self.hidden_fd is not None else []
         return argv + (["--sandboxed"] if sandboxed else [])
 
 
@@ -145,6 +152,27 @@ def _unsafe_plan(
     return _Plan(argv, kernel_env(str(home), gpu), home, "no sandbox (unsafe)")
 
 
+def _hidden_pipe(hidden: Mapping[str, Any], notebook: Path) -> int:
+    """The read end of a pipe holding `hidden` as JSON, its write end already closed: the
+    runner drains it before the kernel starts, so no later process finds anything there."""
+    try:
+        data = json.dumps(dict(hidden)).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InputError(notebook, f"hidden values are not plain JSON data: {exc}") from None
+    read, write = os.pipe()
+    try:
+        os.set_blocking(write, False)
+        written = os.write(write, data)
+    except BlockingIOError:
+        written = 0
+    finally:
+        os.close(write)
+    if written != len(data):
+        os.close(read)
+        raise InputError(notebook, f"hidden values too large ({len(data)} bytes as JSON)")
+    return read
+
+
 def _check_inputs(notebook: Path, data_files: Sequence[Path]) -> list[Path]:
     if not notebook.is_file():
         raise InputError(notebook, "notebook to execute does not exist")
@@ -156,6 +184,15 @@ def _check_inputs(notebook: Path, data_files: Sequence[Path]) -> list[Path]:
     if len(set(names)) != len(names):
         raise InputError(resolved[0].parent, f"data files share a name: {names}")
     return resolved
+
+
+@contextlib.contextmanager
+def _closing_fd(fd: int | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _clean(workdir: Path) -> None:
@@ -242,12 +279,17 @@ def execute_notebook(
     unsafe: bool = False,
     gpu: str | None = None,
     on_event: Callable[[str], None] | None = None,
+    hidden: Mapping[str, Any] | None = None,
+    gradetime_cells: int = 0,
+    student_artifacts: Sequence[str] = (),
 ) -> ExecutionResult:
     """Run `notebook` in the sandbox (or, with unsafe=True, without it) and collect the results.
 
     DATA_DIR and ARTIFACT_DIR are always set here (/data and /artifacts in the sandbox, real
-    folders under workdir in unsafe mode), whatever `parameters` says. Raises
-    SandboxUnavailable when bwrap cannot be used and unsafe is False.
+    folders under workdir in unsafe mode), whatever `parameters` says. The notebook's last
+    `gradetime_cells` cells are the grader's: `hidden` reaches the runner on a private pipe and
+    the first of them (grade.HIDDEN_LOADER) only; `student_artifacts` changed while they run
+    are not collected. Raises SandboxUnavailable when bwrap cannot be used and unsafe is False.
     """
     emit = on_event or (lambda _: None)
     data = _check_inputs(notebook, data_files)
@@ -256,10 +298,16 @@ def execute_notebook(
     _clean(workdir)
     cap_bytes = artifact_cap_mb * MIB
     tar_path, log_path = workdir / "stage1.tar", workdir / "stage1.log"
-    with tar_path.open("wb") as tar_out, log_path.open("wb") as log:
+    hidden_fd = _hidden_pipe(hidden, notebook) if hidden is not None else None
+    with (
+        tar_path.open("wb") as tar_out,
+        log_path.open("wb") as log,
+        _closing_fd(hidden_fd),
+    ):
         job = _Job(
-            dict(parameters), cell_timeout_s, notebook_timeout_s, cap_bytes, tar_out.fileno()
-        )
+            dict(parameters), cell_timeout_s, notebook_timeout_s, cap_bytes, tar_out.fileno(),
+            hidden_fd, gradetime_cells, tuple(student_artifacts),
+        )  # fmt: skip
         if unsafe:
             plan = _unsafe_plan(job, notebook, data, gpu, workdir / "unsafe")
         else:
@@ -275,7 +323,7 @@ def execute_notebook(
             stderr=log,
             env=plan.env,
             cwd=plan.cwd,
-            pass_fds=(tar_out.fileno(),),
+            pass_fds=(tar_out.fileno(), *([hidden_fd] if hidden_fd is not None else [])),
             rlimit_as=gpu is None,
         )
     emit("collecting the artifacts")

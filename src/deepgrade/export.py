@@ -4,16 +4,20 @@ Exporters share one shape (results in, files out and what was left out) and are 
 in `EXPORTERS`, the way papermill finds its I/O handlers, so a new LMS format is one function
 and one registry line. A grader error is no grade: the CSV leaves its points empty and Gradescope
 gets no file for it (the export says how many were left out and why), never a 0 out of 0.
+Every result passes redact.withhold on its way out (its exercise's secrets when given, the
+generic backstop otherwise), so even a result stored before a leak was fixed exports clean.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult, Verdict
 
 Graded = tuple[SubmissionResult, str]  # a result and when it was graded (ISO 8601)
@@ -27,7 +31,20 @@ class Exported:
     left_out: list[str]
 
 
-Exporter = Callable[[Sequence[Graded], Path], Exported]
+class Exporter(Protocol):
+    def __call__(
+        self,
+        results: Sequence[Graded],
+        out: Path,
+        *,
+        secrets: Mapping[str, Secrets] | None = None,
+    ) -> Exported: ...
+
+
+def _visible(results: Sequence[Graded], secrets: Mapping[str, Secrets] | None) -> list[Graded]:
+    """The results as students may read them (see redact): by exercise name, `secrets`."""
+    found = secrets or {}
+    return [(withhold(result, found.get(result.exercise)), when) for result, when in results]
 
 
 def _no_grade(result: SubmissionResult) -> bool:
@@ -57,9 +74,12 @@ CSV_COLUMNS = (
 )
 
 
-def export_csv(results: Sequence[Graded], out: Path) -> Exported:
+def export_csv(
+    results: Sequence[Graded], out: Path, *, secrets: Mapping[str, Secrets] | None = None
+) -> Exported:
     """One row per student and exercise: what an LMS gradebook import expects (a grader
     error's row has empty points, so no import can mistake it for a zero)."""
+    results = _visible(results, secrets)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -84,8 +104,11 @@ def export_csv(results: Sequence[Graded], out: Path) -> Exported:
     return Exported([out], [])
 
 
-def gradescope_results(result: SubmissionResult) -> dict[str, object]:
+def gradescope_results(
+    result: SubmissionResult, secrets: Secrets | None = None
+) -> dict[str, object]:
     """Gradescope's autograder results.json for one submission (tests with name and score)."""
+    result = withhold(result, secrets)
     return {
         "score": result.points,
         "execution_time": round(result.stage1_seconds + result.stage2_seconds, 1),
@@ -105,11 +128,13 @@ def gradescope_results(result: SubmissionResult) -> dict[str, object]:
     }
 
 
-def export_gradescope(results: Sequence[Graded], out: Path) -> Exported:
+def export_gradescope(
+    results: Sequence[Graded], out: Path, *, secrets: Mapping[str, Secrets] | None = None
+) -> Exported:
     """`out/<exercise>/<student>/results.json`, one per graded submission; grader errors are
     left out (Gradescope would show a score), and listed."""
     written, left_out = [], []
-    for result, _ in results:
+    for result, _ in _visible(results, secrets):
         if _no_grade(result):
             left_out.append(_left_out_line(result))
             continue

@@ -2,25 +2,37 @@
 
 The grader builds its own copy of the notebook: the student's cells, checked against the
 released locked cells, plus the grade-time cells that call the student's functions on hidden
-inputs. Stage 2 always runs, even when stage 1 could not, so every result lists every check
-with its points and a message; that keeps the gradebook's maxima and feedback uniform.
+inputs. The hidden values are not in that copy: stage 1's runner gets them on a private pipe
+and writes them to a file just before the first grade-time cell, which reads it. Stage 2 always
+runs, even when stage 1 could not, so every result lists every check with its points and a
+message; that keeps the gradebook's maxima and feedback uniform. Every result passes through
+redact.withhold, the last check that no student-visible text carries a hidden value.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepgrade import notebooks
+from deepgrade import _stage1_runner, notebooks, redact
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
-GRADETIME_TAG = "deepgrade-gradetime"
+GRADETIME_TAG = _stage1_runner.GRADETIME_TAG  # the runner reads it too
+# The first grade-time cell: the hidden values, from the file stage 1's runner writes for it.
+HIDDEN_LOADER = f"""import json as _dg_json
+import os as _dg_os
+
+with open({_stage1_runner.HIDDEN_FILE_PLACEHOLDER}, encoding="utf-8") as _dg_handle:
+    HIDDEN = _dg_json.load(_dg_handle)
+_dg_os.unlink(_dg_handle.name)"""
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -38,17 +50,59 @@ class GradeSettings:
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
 
 
-def gradetime_sources(spec: ExerciseSpec) -> list[str]:
-    """The grade-time cells, preceded by the hidden values they use (never released)."""
+def _marked_cells(spec: ExerciseSpec) -> list[tuple[str, list[str]]]:
+    """(source, the student functions it calls) of each cell of gradetime.py, from its
+    `# %% calls=name[,name]` markers: the failure template names those functions."""
     if spec.gradetime_cells is None:
         return []
-    hidden = f"HIDDEN = {dict(spec.hidden)!r}"
-    cells = notebooks.split_cells(spec.gradetime_cells.read_text(encoding="utf-8"))
-    return [hidden, *cells]
+    path = spec.gradetime_cells
+    cells = []
+    for source, options in notebooks.split_marked_cells(path.read_text(encoding="utf-8")):
+        unknown = sorted(set(options) - {"calls"})
+        if unknown:
+            raise InputError(path, f"unknown cell option(s) {', '.join(unknown)}: only calls=")
+        calls = [name for name in options.get("calls", "").split(",") if name]
+        if not all(_IDENTIFIER.fullmatch(name) for name in calls):
+            raise InputError(path, f"calls={options['calls']}: not a list of function names")
+        cells.append((source, calls))
+    return cells
+
+
+def gradetime_cells(spec: ExerciseSpec) -> list[tuple[str, dict[str, Any]]]:
+    """The grade-time cells of the grader's notebook as (source, cell metadata): the hidden
+    values' loader first, then gradetime.py's cells, each with the functions it calls. No
+    source holds a hidden value (stage 1's runner hands them to the loader)."""
+    cells = _marked_cells(spec)
+    if not cells:
+        return []
+    loader: tuple[str, dict[str, Any]] = (HIDDEN_LOADER, {"deepgrade": {"calls": []}})
+    return [loader, *((source, {"deepgrade": {"calls": calls}}) for source, calls in cells)]
+
+
+def gradetime_sources(spec: ExerciseSpec) -> list[str]:
+    """The grade-time cells with `HIDDEN = {...}` rendered inline first: for running them
+    in-process in tests only. The grader's notebook uses gradetime_cells, which never holds
+    the values."""
+    cells = _marked_cells(spec)
+    return [f"HIDDEN = {dict(spec.hidden)!r}", *(s for s, _ in cells)] if cells else []
+
+
+def student_artifacts(spec: ExerciseSpec, release_nb: Any) -> list[str]:
+    """The artifacts the student's own cells save: those the released notebook names (the
+    rest of spec.artifacts are the grade-time cells'). Frozen when the grader's cells start."""
+    text = "\n".join(str(cell.get("source", "")) for cell in release_nb.cells)
+    return [
+        name
+        for name in spec.artifacts
+        if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", text)
+    ]
 
 
 def prepare_notebook(submission: Path, settings: GradeSettings, out: Path) -> list[str]:
-    """Write the grader's copy to `out`; return tampering problems (then nothing is written)."""
+    """Write the grader's copy to `out`; return tampering problems (then nothing is written).
+
+    A student cell carrying the grade-time tag loses it: the grader's cells are the last ones
+    appended here (stage 1 finds them by position), and reports must not hide a student's."""
     import nbformat
 
     student_nb = notebooks.read_notebook(submission)
@@ -56,7 +110,14 @@ def prepare_notebook(submission: Path, settings: GradeSettings, out: Path) -> li
     problems = notebooks.find_tampering(student_nb, release_nb)
     if problems:
         return problems
-    graded = notebooks.append_cells(student_nb, gradetime_sources(settings.spec), GRADETIME_TAG)
+    for cell in student_nb.cells:
+        tags = cell.get("metadata", {}).get("tags")
+        if isinstance(tags, list) and GRADETIME_TAG in tags:
+            cell["metadata"]["tags"] = [tag for tag in tags if tag != GRADETIME_TAG]
+    cells = gradetime_cells(settings.spec)
+    graded = notebooks.append_cells(
+        student_nb, [s for s, _ in cells], GRADETIME_TAG, [m for _, m in cells]
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(graded, out)  # type: ignore[no-untyped-call]
     return []
@@ -80,9 +141,14 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
     if problems:
         detail = "locked cell tampered: " + "; ".join(problems)
         return _not_run(Verdict.TAMPERED, detail, work / "artifacts")
+    release_nb = notebooks.read_notebook(settings.release_notebook)
+    gradetime = len(gradetime_cells(settings.spec))
     result = execute_notebook(
         prepared,
         parameters=dict(profile.parameters, PROFILE=profile.name),
+        hidden=dict(settings.spec.hidden) if gradetime else None,
+        gradetime_cells=gradetime,
+        student_artifacts=student_artifacts(settings.spec, release_nb),
         data_files=settings.data_files,
         workdir=work,
         cell_timeout_s=settings.cell_timeout_s or profile.cell_timeout_s,
@@ -125,9 +191,10 @@ def grade_submission(
     work = settings.workdir / f"{submission.student}-{content_hash[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     notify = on_stage or (lambda _stage: None)
+    secrets = redact.exercise_secrets(settings.spec)
 
     def result(verdict: Verdict, detail: str, **rest: Any) -> SubmissionResult:
-        return SubmissionResult(
+        made = SubmissionResult(
             student=submission.student,
             exercise=settings.spec.name,
             profile=settings.profile,
@@ -139,6 +206,7 @@ def grade_submission(
             source_path=str(submission.path),
             **rest,
         )
+        return redact.withhold(made, secrets)
 
     try:
         notify("execute")

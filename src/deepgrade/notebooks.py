@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,22 +259,38 @@ def _missing_message(gid: str, rpos: int, rcell: NotebookNode, submission: Noteb
     )
 
 
-def split_cells(text: str) -> list[str]:
-    """Cell sources of a `# %%`-separated file; the header before the first `# %%` is dropped."""
-    cells: list[list[str]] | None = None
+def split_marked_cells(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(source, options) of each cell of a `# %%`-separated file; the header before the first
+    `# %%` is dropped. Options are the marker's `key=value` words (`# %% calls=build_model`);
+    other words on the marker line are a title and ignored."""
+    cells: list[tuple[list[str], dict[str, str]]] | None = None
     for line in text.replace("\r\n", "\n").split("\n"):
         if line.startswith(CELL_SEPARATOR):
+            words = line[len(CELL_SEPARATOR) :].split()
+            options = dict(word.split("=", 1) for word in words if "=" in word)
             cells = [] if cells is None else cells
-            cells.append([])
+            cells.append(([], options))
         elif cells is not None:
-            cells[-1].append(line)
-    sources = ["\n".join(lines).strip("\n") for lines in cells or []]
-    return [source for source in sources if source.strip()]
+            cells[-1][0].append(line)
+    found = [("\n".join(lines).strip("\n"), options) for lines, options in cells or []]
+    return [(source, options) for source, options in found if source.strip()]
 
 
-def append_cells(nb: NotebookNode, sources: Iterable[str], tag: str) -> NotebookNode:
-    """A copy of `nb` with code cells appended, tagged `tag` so reports can hide them."""
+def split_cells(text: str) -> list[str]:
+    """Cell sources of a `# %%`-separated file; the header before the first `# %%` is dropped."""
+    return [source for source, _ in split_marked_cells(text)]
+
+
+def append_cells(
+    nb: NotebookNode,
+    sources: Iterable[str],
+    tag: str,
+    metadata: Sequence[Mapping[str, Any]] = (),
+) -> NotebookNode:
+    """A copy of `nb` with code cells appended, tagged `tag` so reports can hide them;
+    `metadata[i]`, when given, is merged into the i-th new cell's metadata."""
     new = copy.deepcopy(nb)
+    extra = list(metadata)
     stem = re.sub(r"[^A-Za-z0-9_-]", "-", tag)[:48] or "appended"
     taken = {cell.get("id") for cell in new.cells}
     for index, source in enumerate(sources, 1):
@@ -285,7 +301,7 @@ def append_cells(nb: NotebookNode, sources: Iterable[str], tag: str) -> Notebook
         raw: dict[str, Any] = {
             "cell_type": "code",
             "execution_count": None,
-            "metadata": {"tags": [tag]},
+            "metadata": {**(extra[index - 1] if index <= len(extra) else {}), "tags": [tag]},
             "outputs": [],
             "source": source,
         }
