@@ -10,6 +10,8 @@ the notebook (no network, read-only everything) with only what they need bound i
     /artifacts                     the submission's artifacts, read-only
     /data/<file>                   the grader's data files, read-only
     /results                       the only writable bind: the plugin's results JSON
+    /stage1/usage.json             what stage 1's runner measured of the measured cells
+                                   (CPU and wall time, nonce), written here by the host
 
 The course repository, other submissions and the gradebook are not there. pytest's output goes
 to `<workdir>/checks/pytest.log` for the instructor; students see only the plugin's messages.
@@ -18,12 +20,14 @@ to `<workdir>/checks/pytest.log` for the instructor; students see only the plugi
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import deepgrade
 from deepgrade.checks import read_measurements, read_results
@@ -64,6 +68,18 @@ def _command(
         f"--dg-results={results}",
         exercise,
     ]
+
+
+USAGE_IN_SANDBOX = "/stage1/usage.json"
+
+
+def _usage_file(out: Path, usage: Mapping[str, Mapping[str, float]] | None) -> Path:
+    """stage 1's cell measurements as a file stage 2 reads (read-only there): the host's copy
+    of what the runner measured outside the kernel, never anything the notebook wrote."""
+    path = out / "stage1-usage.json"
+    data: dict[str, Any] = {str(k): dict(v) for k, v in (usage or {}).items()}
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return path
 
 
 def _env(pythonpath: str, home: str | None = None) -> dict[str, str]:
@@ -135,6 +151,7 @@ def _sandboxed_argv(
     data_files: Sequence[Path],
     ini: Path,
     results_dir: Path,
+    usage: Path,
 ) -> list[str]:
     from deepgrade.sandbox import (
         SANDBOX_HOME,
@@ -160,6 +177,7 @@ def _sandboxed_argv(
         Mount(artifacts_dir.resolve(), "/artifacts"),
         *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
         Mount(results_dir, "/results", writable=True),
+        Mount(usage, USAGE_IN_SANDBOX),
     ]
     if not data_files:
         mounts.append(Mount(results_dir.parent / "empty", "/data"))  # empty, read-only
@@ -172,6 +190,7 @@ def _sandboxed_argv(
         "/opt/deepgrade/pytest.ini",
         profile,
     )
+    command.insert(-1, f"--dg-stage1-usage={USAGE_IN_SANDBOX}")
     return bwrap_argv(sandbox, command, bwrap)
 
 
@@ -195,6 +214,7 @@ def run_checks(
     workdir: Path,
     unsafe: bool = False,
     timeout_s: float = CHECK_TIMEOUT_S,
+    stage1_usage: Mapping[str, Mapping[str, float]] | None = None,
 ) -> CheckReport:
     """Run spec's hidden checks on `artifacts_dir` in a fresh pytest; never raises for a bad
     submission: a run that could not finish comes back with `error` set and checks failed.
@@ -218,6 +238,7 @@ def run_checks(
     empty.mkdir()
     if not artifacts_dir.is_dir():  # stage 1 saved nothing: every check fails closed
         artifacts_dir = empty
+    usage = _usage_file(out, stage1_usage)
     if unsafe:
         argv = _command(
             str(spec.directory.resolve()),
@@ -227,12 +248,15 @@ def run_checks(
             str(ini),
             profile.name,
         )
+        argv.insert(-1, f"--dg-stage1-usage={usage}")
         env: Mapping[str, str] | None = {
             **_env(str(Path(deepgrade.__file__).parent.parent)),
             "HOME": os.environ.get("HOME", str(out)),
         }
     else:
-        argv = _sandboxed_argv(spec, profile.name, artifacts_dir, data_files, ini, results_dir)
+        argv = _sandboxed_argv(
+            spec, profile.name, artifacts_dir, data_files, ini, results_dir, usage
+        )
         env = None
     started = time.perf_counter()
     with (out / "pytest.log").open("wb") as log:
