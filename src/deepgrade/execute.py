@@ -225,12 +225,14 @@ def cell_usage(status: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     for name, entry in raw.items():
         if not isinstance(entry, dict):
             continue
-        values = [entry.get(key) for key in USAGE_KEYS]
-        if all(
-            isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 2**53
-            for v in values
-        ):
-            found[str(name)] = {key: float(v) for key, v in zip(USAGE_KEYS, values, strict=True)}
+        values = {key: entry.get(key) for key in USAGE_KEYS}
+        numbers = {
+            key: float(v)
+            for key, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 2**53
+        }
+        if len(numbers) == len(USAGE_KEYS):
+            found[str(name)] = numbers
     return found
 
 
