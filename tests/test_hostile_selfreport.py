@@ -73,7 +73,8 @@ def test_runner_counts_children_and_threads_not_the_kernels_word(
     bwrap: str, make_notebook: Callable[..., Path], tmp_path: Path
 ) -> None:
     """A child process's and a background thread's CPU count; a student cell is not measured;
-    each measured cell gets its own nonce; a name measured twice is not used."""
+    each measured cell gets its own nonce; a name measured twice, or a cell during which a
+    process ignored SIGCHLD, is not used."""
     student = [
         SAVE,
         BURN,
@@ -100,6 +101,11 @@ def test_runner_counts_children_and_threads_not_the_kernels_word(
         "# deepgrade-measure: nonce\nsave('nonce.json', [__DG_NONCE__, __DG_NONCE__])",
         "# deepgrade-measure: twice\nburn(0.05)",
         "# deepgrade-measure: twice\nburn(0.05)",
+        # Children reaped without a trace (SIGCHLD ignored): the measurement is void.
+        "# deepgrade-measure: reaped\nimport signal\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'pass'])\ntime.sleep(0.2)\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_DFL)",
     ]
     result = _execute(_graded_notebook(make_notebook, student, gradetime), tmp_path)
     assert result.verdict == "graded", result
@@ -113,6 +119,7 @@ def test_runner_counts_children_and_threads_not_the_kernels_word(
     nonces = {entry["nonce"] for entry in usage.values()}
     assert len(nonces) == len(usage)  # each measured cell its own
     assert "more than one cell measured as 'twice'" in result.log_tail
+    assert "a process ignored SIGCHLD while 'reaped' was measured" in result.log_tail
 
 
 def test_unsafe_runner_counts_its_descendants(

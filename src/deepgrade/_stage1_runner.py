@@ -195,12 +195,28 @@ def _cpu_ticks(pid: int) -> tuple[tuple[int, int], int, int] | None:
     return (pid, int(fields[19])), own, children
 
 
+SIGCHLD_MASK = 1 << (signal.SIGCHLD - 1)
+
+
+def _ignores_sigchld(pid: int) -> bool:
+    """Whether the process ignores SIGCHLD: its children are then reaped without their CPU
+    time reaching it, and one that lives between two samples would not be counted."""
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("SigIgn:"):
+            try:
+                return bool(int(line.split()[1], 16) & SIGCHLD_MASK)
+            except (IndexError, ValueError):
+                return False
+    return False
+
+
 class CellUsage:
     """CPU and wall time of the measured cells, sampled from /proc (never from the kernel).
 
     Counted: every process of the sandbox but this runner (in unsafe mode: our descendants),
     its threads included, and what its waited-for children used. A process that exits between
-    two samples counts through its parent's children's times (twice at worst, never less).
+    two samples counts through its parent's children's times (twice at worst, never less). A
+    process that ignores SIGCHLD (children reaped unaccounted) voids the cell's measurement.
     """
 
     def __init__(self, sandboxed: bool) -> None:
@@ -215,6 +231,7 @@ class CellUsage:
         self._last: dict[tuple[int, int], tuple[int, int]] = {}
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
+        self._tainted = False  # a process ignored SIGCHLD while the cell was measured
 
     def _pids(self) -> list[int]:
         if _in_sandbox_namespace(self.sandboxed):
@@ -235,6 +252,8 @@ class CellUsage:
             for key, (own, children) in self._snapshot().items():
                 old = self._last.get(key, (0, 0))
                 self._last[key] = (max(own, old[0]), max(children, old[1]))
+                if not self._tainted and _ignores_sigchld(key[0]):
+                    self._tainted = True
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(SAMPLE_S):
@@ -257,6 +276,7 @@ class CellUsage:
         cell["source"] = str(cell["source"]).replace(NONCE_TOKEN, str(int(nonce)))
         self._base = self._snapshot()
         self._last = dict(self._base)
+        self._tainted = False
         self._active = (name, nonce, time.monotonic())
         self._stop.clear()
         self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
@@ -281,6 +301,12 @@ class CellUsage:
         for key, (own, children) in self._last.items():
             base_own, base_children = self._base.get(key, (0, 0))
             ticks += max(own - base_own, 0) + max(children - base_children, 0)
+        if self._tainted:
+            self.problems.append(
+                f"a process ignored SIGCHLD while {name!r} was measured (its children's CPU "
+                "time could escape): the measurement is not used"
+            )
+            return
         cpu = ticks / os.sysconf("SC_CLK_TCK")
         self.measured[name] = {"cpu_s": round(cpu, 4), "wall_s": round(wall, 4), "nonce": nonce}
 
