@@ -377,3 +377,49 @@ def test_functions_that_raise_fail_closed(spec: ExerciseSpec, world: dict[str, A
     assert said["test_tta::test_tta_views"].startswith(
         "the grader called tta_predict on images you never saw and got nothing back"
     )
+
+
+def test_a_cheap_wrong_round_never_sets_the_cost(
+    spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """The cost is the cheapest measured call whose output is the 11-view mean: a later call
+    that answers fast and wrong (uniform rows) does not count, a slow first call does."""
+    import shutil
+
+    out = tmp_path / "cheap"
+    shutil.copytree(world["good"], out)
+    for number in (2, 3):
+        np.save(out / f"hidden_tta_{number}.npy", np.full((N_TEST, 10), 0.1))
+    usage = {name: dict(entry) for name, entry in world["usage"]["good"].items()}
+    usage["tta_1"]["cpu_s"] = 1000.0
+    report = run_checks(
+        spec, "smoke", out, world["data"], workdir=tmp_path / "work", unsafe=True,
+        stage1_usage=usage,
+    )  # fmt: skip
+    assert sorted(failed(report)) == ["test_tta::test_tta_cost"]
+    # The same run with honest later calls: their cost counts, and it passes.
+    report = run_checks(
+        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work2", unsafe=True,
+        stage1_usage=usage,
+    )  # fmt: skip
+    assert failed(report) == {}
+
+
+def test_calls_the_runner_did_not_measure_fail_closed(
+    spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without the runner's measurement (a cell that timed out, a name measured twice) the
+    images of a call are unknown: the TTA checks fail closed, naming no hidden value."""
+    report = run_checks(
+        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work", unsafe=True,
+        stage1_usage={},
+    )  # fmt: skip
+    said = failed(report)
+    assert sorted(said) == [
+        "test_tta::test_tta_agrees_with_plain",
+        "test_tta::test_tta_cost",
+        "test_tta::test_tta_mean_probabilities",
+        "test_tta::test_tta_shape",
+        "test_tta::test_tta_views",
+    ]
+    assert said["test_tta::test_tta_shape"].startswith("the grader could not call tta_predict")
