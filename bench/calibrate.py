@@ -60,6 +60,7 @@ def main() -> None:
                 stage1.artifacts_dir,
                 settings.data_files,
                 workdir=work,
+                stage1_usage=stage1.cell_usage,
             )
             return seed, report.points, report.max_points, stage1.seconds, report.measurements
 

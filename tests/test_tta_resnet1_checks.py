@@ -5,7 +5,9 @@ and a 96-image CIFAR-10 test batch is written in the real pickle format. The gra
 the reference TTA's own classes, so the reference scores 100% with TTA and less without: every
 accuracy outcome is known in advance. The solution's preprocess and tta_predict are taken from
 solutions/tta_resnet1 and run through autograder/tta_resnet1/gradetime.py exactly as the grader
-appends it (in-process here, papermill in grading), then run_checks judges the artifacts.
+appends it (in-process here, papermill in grading), then run_checks judges the artifacts. The
+measured cells get a fixed nonce here and a CPU time the test chooses, as stage 1's runner would
+report them (tests/test_hostile_selfreport.py covers the runner's own measurement).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib.util
 import json
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +116,29 @@ def write_data(folder: Path) -> tuple[np.ndarray, Any]:
     return images, model
 
 
+MEASURE = re.compile(r"^# deepgrade-measure: (\w+)$", re.MULTILINE)
+
+
 def run_gradetime(
-    spec: ExerciseSpec, data: Path, out: Path, functions: dict[str, Any]
+    spec: ExerciseSpec,
+    data: Path,
+    out: Path,
+    functions: dict[str, Any],
+    cpu_s: float = 1e-3,
+    usage: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The grade-time cells in a namespace holding the student's functions; each cell may fail
-    on its own, as in the grader's notebook run. Returns the namespace."""
+    on its own, as in the grader's notebook run. Measured cells get the nonce 1000 + k and are
+    reported into `usage` with `cpu_s`, as the runner reports them. Returns the namespace."""
     out.mkdir()
     namespace: dict[str, Any] = {"DATA_DIR": str(data), "ARTIFACT_DIR": str(out), **functions}
     for source in gradetime_sources(spec):
+        measured = MEASURE.search(source)
+        if measured is not None:
+            nonce = 1000 + len(usage or {})
+            source = source.replace("__DG_NONCE__", str(nonce))
+            if usage is not None:
+                usage[measured.group(1)] = {"cpu_s": cpu_s, "wall_s": cpu_s, "nonce": nonce}
         # A student's function failing costs that cell's artifact, as in the notebook run.
         with contextlib.suppress(Exception):
             exec(compile(source, "gradetime", "exec"), namespace)
@@ -137,17 +155,19 @@ def submission(
     *,
     edits: dict[str, tuple[str, str]] | None = None,
     answers: dict[str, Any] | None = None,
-    timing: dict[str, Any] | None = None,
-) -> Path:
-    """The artifacts the notebook's locked cells and the grade-time cells save."""
+    cpu_s: float = 1e-3,
+) -> tuple[Path, dict[str, dict[str, float]]]:
+    """The artifacts the notebook's locked cells and the grade-time cells save, and what the
+    runner would have measured of the measured cells."""
     functions = student_functions(edits)
     out = root / name
-    run_gradetime(spec, data, out, functions)
+    usage: dict[str, dict[str, float]] = {}
+    run_gradetime(spec, data, out, functions, cpu_s, usage)
     try:
         x = functions["preprocess"](images)
         tta = np.asarray(functions["tta_predict"](model, x), dtype=np.float32)
     except ValueError:  # the notebook's cells stop here: no locked artifact from now on
-        return out
+        return out, usage
     np.save(out / "tta_probabilities.npy", tta)
     labels = np.asarray(pickle.loads((data / "test_batch").read_bytes())[b"labels"])
     plain = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == labels))
@@ -159,9 +179,7 @@ def submission(
         "accuracy_increased": tta_accuracy > plain,
     }
     (out / "answers.json").write_text(json.dumps(dict(computed, **(answers or {}))))
-    if timing is not None:
-        (out / "tta_timing.json").write_text(json.dumps(timing))
-    return out
+    return out, usage
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +193,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     data = root / "data"
     images, model = write_data(data)
 
+    usage: dict[str, dict[str, dict[str, float]]] = {}
+
     def make(name: str, **kwargs: Any) -> Path:
-        return submission(root, name, spec, data, images, model, **kwargs)
+        out, usage[name] = submission(root, name, spec, data, images, model, **kwargs)
+        return out
 
     return {
+        "usage": usage,
         "root": root,
         "data": [data / "test_batch", data / "batches.meta", data / "resnet1.keras"],
         "data_dir": data,
@@ -196,14 +218,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
                 ),
             },
             answers={"plain_accuracy": 91.4, "accuracy_increased": True},
-            timing={
-                "n": 96,
-                "accelerator": False,
-                "plain_s": [0.1, 0.12, 0.11],
-                "tta_s": [5.0, 4.0, 6.0],
-                "plain_cpu_s": [0.2, 0.2, 0.2],
-                "tta_cpu_s": [10.0, 11.0, 10.5],
-            },
+            cpu_s=1000.0,  # as the runner measures a per-image loop: far over 12 predicts
         ),
         "one_view": make(
             "one_view",
@@ -229,7 +244,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
 
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, unsafe: bool = True) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
-    return run_checks(spec, "smoke", world[name], world["data"], workdir=workdir, unsafe=unsafe)
+    return run_checks(
+        spec,
+        "smoke",
+        world[name],
+        world["data"],
+        workdir=workdir,
+        unsafe=unsafe,
+        stage1_usage=world["usage"][name],
+    )
 
 
 def failed(report: CheckReport) -> dict[str, str]:
@@ -252,6 +275,7 @@ def test_hidden_images_are_rebuilt_identically(
     module_spec = importlib.util.spec_from_file_location("tta_conftest", EXERCISE / "conftest.py")
     assert module_spec is not None and module_spec.loader is not None
     conftest = importlib.util.module_from_spec(module_spec)
+    sys.modules["tta_conftest"] = conftest  # its dataclasses resolve their module
     module_spec.loader.exec_module(conftest)
     namespace = run_gradetime(spec, world["data_dir"], tmp_path / "out", student_functions())
     x_test, _ = conftest.read_test_batch(world["data_dir"])
@@ -259,6 +283,10 @@ def test_hidden_images_are_rebuilt_identically(
     assert rebuilt.dtype == np.uint8 and len(rebuilt) == N_TEST
     assert np.array_equal(namespace["_dg_hidden_uint8"], rebuilt)
     assert not any(np.array_equal(rebuilt[0], image) for image in x_test)  # perturbed
+    # A measured call's images: picked with the runner's nonce, the same way on both sides.
+    picked = namespace["_dg_pick"](namespace["_dg_test_uint8"], 4242)
+    assert np.array_equal(picked, conftest.hidden_images(x_test, spec.hidden["images"], 4242))
+    assert not np.array_equal(picked, rebuilt)
 
 
 @pytest.mark.parametrize("unsafe", [True, False], ids=["unsafe", "sandboxed"])
@@ -270,8 +298,12 @@ def test_reference_scores_full_marks(
     report = grade(spec, world, "good", unsafe=unsafe)
     assert failed(report) == {}
     assert (report.points, report.max_points) == (14.0, 14.0)
-    calls = json.loads((world["good"] / "tta_calls.json").read_text())
-    assert calls == {"n": N_TEST, "calls": 1, "images": 11 * N_TEST}
+    assert sorted(p.name for p in world["good"].glob("hidden_tta_*.npy")) == [
+        "hidden_tta_1.npy",
+        "hidden_tta_2.npy",
+        "hidden_tta_3.npy",
+    ]
+    assert report.measurements["tta_views_distance"] < 0.01
     assert report.measurements["tta_accuracy"] == 1.0
     assert report.measurements["tta_gain"] > 0
 
@@ -294,8 +326,9 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     assert said["test_tta::test_tta_mean_probabilities"].startswith(
         "tta_predict returned values from 0 to 11"
     )
-    assert said["test_tta::test_tta_cost"].startswith(
-        "tta_predict took 50.0 times as long as one model.predict"
+    assert re.match(
+        r"tta_predict took \d+\.\d times the CPU time of one model.predict",
+        said["test_tta::test_tta_cost"],
     )
     assert "91.4000 differs from the grader's" in said["test_accuracy::test_plain_accuracy"]
     assert "give a fraction" in said["test_accuracy::test_plain_accuracy"]
@@ -309,8 +342,8 @@ def test_votes_in_fractions_are_not_mean_probabilities(
     spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
 ) -> None:
     """Vote fractions sum to 1 and lie in [0, 1]; the check still tells them apart."""
-    votes = np.load(world["wrong"] / "hidden_tta.npy") / 11.0
-    np.save(world["wrong"] / "hidden_tta.npy", votes)
+    votes = np.load(world["wrong"] / "hidden_tta_1.npy") / 11.0
+    np.save(world["wrong"] / "hidden_tta_1.npy", votes)
     said = failed(grade(spec, world, "wrong"))
     assert said["test_tta::test_tta_mean_probabilities"].startswith("tta_predict's rows are votes")
 
@@ -322,7 +355,7 @@ def test_one_view_is_only_a_plain_predict(spec: ExerciseSpec, world: dict[str, A
         expected.insert(0, "test_accuracy::test_tta_accuracy")
     assert sorted(said) == expected
     assert said["test_tta::test_tta_views"].startswith(
-        "tta_predict asked the network for 1 predictions per image"
+        "tta_predict returns one prediction per image"
     )
 
 
@@ -342,5 +375,51 @@ def test_functions_that_raise_fail_closed(spec: ExerciseSpec, world: dict[str, A
         "the grader called preprocess on images you never saw and got nothing back"
     )
     assert said["test_tta::test_tta_views"].startswith(
-        "the grader could not count the images tta_predict predicts"
+        "the grader called tta_predict on images you never saw and got nothing back"
     )
+
+
+def test_a_cheap_wrong_round_never_sets_the_cost(
+    spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """The cost is the cheapest measured call whose output is the 11-view mean: a later call
+    that answers fast and wrong (uniform rows) does not count, a slow first call does."""
+    import shutil
+
+    out = tmp_path / "cheap"
+    shutil.copytree(world["good"], out)
+    for number in (2, 3):
+        np.save(out / f"hidden_tta_{number}.npy", np.full((N_TEST, 10), 0.1))
+    usage = {name: dict(entry) for name, entry in world["usage"]["good"].items()}
+    usage["tta_1"]["cpu_s"] = 1000.0
+    report = run_checks(
+        spec, "smoke", out, world["data"], workdir=tmp_path / "work", unsafe=True,
+        stage1_usage=usage,
+    )  # fmt: skip
+    assert sorted(failed(report)) == ["test_tta::test_tta_cost"]
+    # The same run with honest later calls: their cost counts, and it passes.
+    report = run_checks(
+        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work2", unsafe=True,
+        stage1_usage=usage,
+    )  # fmt: skip
+    assert failed(report) == {}
+
+
+def test_calls_the_runner_did_not_measure_fail_closed(
+    spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without the runner's measurement (a cell that timed out, a name measured twice) the
+    images of a call are unknown: the TTA checks fail closed, naming no hidden value."""
+    report = run_checks(
+        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work", unsafe=True,
+        stage1_usage={},
+    )  # fmt: skip
+    said = failed(report)
+    assert sorted(said) == [
+        "test_tta::test_tta_agrees_with_plain",
+        "test_tta::test_tta_cost",
+        "test_tta::test_tta_mean_probabilities",
+        "test_tta::test_tta_shape",
+        "test_tta::test_tta_views",
+    ]
+    assert said["test_tta::test_tta_shape"].startswith("the grader could not call tta_predict")

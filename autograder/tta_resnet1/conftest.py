@@ -3,11 +3,17 @@ hidden images rebuilt from spec.toml's [hidden] values, and the grader's own pre
 
 Accuracy is judged on the grader's data with the grader's scaling (x / 255 - 0.5), never on
 what the notebook printed. deepgrade's plugin (`-p deepgrade.checks.plugin`) provides the other
-fixtures: answers, artifact, threshold, measure, hidden, profile, data_dir.
+fixtures: answers, artifact, threshold, measure, hidden, profile, data_dir, stage1_usage.
+
+tta_predict is judged on its measured calls only (gradetime.py, `# deepgrade-measure: tta_K`):
+stage 1's runner, outside the student's kernel, put a fresh random number (the nonce) into each
+of those cells just before it ran and measured the CPU time the sandbox's processes spent on it.
+The images of a call are picked from the test set with that nonce; `rounds` rebuilds them here.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,8 +23,13 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 
+# The notebook's setup cell sets this before importing keras; the grader's own predict
+# (the cost baseline) runs with the same settings.
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+
 N_CLASSES = 10
 N_VIEWS = 11
+ROUNDS = ("tta_1", "tta_2", "tta_3")  # the measured cells of gradetime.py, in order
 
 
 def fail(message: str) -> NoReturn:
@@ -38,9 +49,12 @@ def read_test_batch(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.transpose(0, 2, 3, 1), np.asarray(batch[b"labels"], dtype=np.int64)
 
 
-def hidden_images(test_images: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    """The grade-time cells' hidden images (gradetime.py, _dg_hidden_images): same steps."""
-    rng = np.random.default_rng(spec["seed"])
+def hidden_images(
+    test_images: np.ndarray, spec: Mapping[str, Any], seed: int | None = None
+) -> np.ndarray:
+    """The grade-time cells' hidden images (gradetime.py, _dg_pick): the same steps. `seed`
+    replaces spec's seed: a measured call's images are picked with its nonce."""
+    rng = np.random.default_rng(spec["seed"] if seed is None else seed)
     size = min(int(spec["n_images"]), len(test_images))
     chosen = test_images[rng.choice(len(test_images), size=size, replace=False)]
     noise = rng.integers(-spec["noise"], spec["noise"] + 1, size=chosen.shape)
@@ -54,7 +68,12 @@ class Grader:
     y_test: np.ndarray  # (n,) int64
     plain_test: np.ndarray  # (n, 10) resnet1's probabilities on the scaled test images
     hidden_uint8: np.ndarray  # (m, 32, 32, 3) the hidden images
-    plain_hidden: np.ndarray  # (m, 10)
+    x_test_uint8: np.ndarray  # (n, 32, 32, 3) the test images the measured calls pick from
+    model: Any  # the grader's own copy of resnet1
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities of scaled images, in one predict call."""
+        return np.asarray(self.model.predict(images, batch_size=256, verbose=0))
 
     @property
     def plain_accuracy(self) -> float:
@@ -73,8 +92,49 @@ def grader(data_dir: Path, hidden: Any) -> Grader:
         y_test=y_test,
         plain_test=np.asarray(model.predict(scale(x_test), batch_size=256, verbose=0)),
         hidden_uint8=secret,
-        plain_hidden=np.asarray(model.predict(scale(secret), batch_size=256, verbose=0)),
+        x_test_uint8=x_test,
+        model=model,
     )
+
+
+@dataclass(frozen=True)
+class Round:
+    """One measured call of tta_predict: its images, its output, what the runner measured."""
+
+    name: str
+    images: np.ndarray  # uint8, picked with the nonce the runner put into the cell
+    output: np.ndarray | None  # what tta_predict returned (None when it saved nothing)
+    cpu_s: float  # every sandbox process but the runner, while the cell ran
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def rounds(
+    grader: Grader, hidden: Any, stage1_usage: dict[str, dict[str, float]], artifacts_dir: Path
+) -> list[Round]:
+    """The measured calls the runner reported, in order (a call it did not measure is not
+    used: its images are unknown)."""
+    found = []
+    for number, name in enumerate(ROUNDS, 1):
+        usage = stage1_usage.get(name)
+        if usage is None:
+            continue
+        images = hidden_images(grader.x_test_uint8, hidden["images"], seed=int(usage["nonce"]))
+        output = _numeric(artifacts_dir / f"hidden_tta_{number}.npy")
+        found.append(Round(name, images, output, usage["cpu_s"], usage["wall_s"]))
+    return found
+
+
+def _numeric(path: Path) -> np.ndarray | None:
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+        return None
+    return array.astype(np.float64)
 
 
 @pytest.fixture(scope="session")

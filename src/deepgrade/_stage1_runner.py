@@ -32,6 +32,7 @@ import io
 import json
 import os
 import re
+import secrets
 import signal
 import stat
 import sys
@@ -41,7 +42,7 @@ import threading
 import time
 import traceback
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PR_SET_DUMPABLE = 4
@@ -403,7 +404,166 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _execute(args: argparse.Namespace, run: Run) -> None:
+# ---------------------------------------------------------------- measured cells
+# A grade-time cell whose source has a line `# deepgrade-measure: NAME` is measured here, outside
+# the student's kernel: the CPU time of every process in the sandbox but this runner, from
+# nbclient's on_cell_execute (before the cell is sent) to on_cell_executed (its reply is in).
+# Just before sending, the runner replaces NONCE_TOKEN in the cell's source with a fresh random
+# number, so the cell's inputs (built from it) exist nowhere before the measurement starts.
+
+MEASURED_TAG = "deepgrade-gradetime"  # grade.GRADETIME_TAG: only the grader's cells are measured
+MEASURE_LINE = re.compile(r"^# deepgrade-measure: ([A-Za-z0-9_]{1,40})$", re.MULTILINE)
+NONCE_TOKEN = "__DG_NONCE__"
+SAMPLE_S = 0.01  # a process that exits between samples is still counted by its parent's wait
+
+
+def _in_sandbox_namespace(sandboxed: bool) -> bool:
+    """True inside the sandbox's own PID namespace (bwrap is its init, we are not)."""
+    return sandboxed and os.getpid() != 1 and _read("/proc/1/comm").strip() == "bwrap"
+
+
+def _cpu_ticks(pid: int) -> tuple[tuple[int, int], int, int] | None:
+    """((pid, start time), own utime+stime, waited-for children's cutime+cstime) in ticks."""
+    fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    if len(fields) < 20:
+        return None
+    own = int(fields[11]) + int(fields[12])
+    children = int(fields[13]) + int(fields[14])
+    return (pid, int(fields[19])), own, children
+
+
+SIGCHLD_MASK = 1 << (signal.SIGCHLD - 1)
+
+
+def _ignores_sigchld(pid: int) -> bool:
+    """Whether the process ignores SIGCHLD: its children are then reaped without their CPU
+    time reaching it, and one that lives between two samples would not be counted."""
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("SigIgn:"):
+            try:
+                return bool(int(line.split()[1], 16) & SIGCHLD_MASK)
+            except (IndexError, ValueError):
+                return False
+    return False
+
+
+class CellUsage:
+    """CPU and wall time of the measured cells, sampled from /proc (never from the kernel).
+
+    Counted: every process of the sandbox but this runner (in unsafe mode: our descendants),
+    its threads included, and what its waited-for children used. A process that exits between
+    two samples counts through its parent's children's times (twice at worst, never less). A
+    process that ignores SIGCHLD (children reaped unaccounted) voids the cell's measurement.
+    """
+
+    def __init__(
+        self, sandboxed: bool, is_grader_cell: Callable[[int], bool] = lambda _index: True
+    ) -> None:
+        self.sandboxed = sandboxed
+        self.is_grader_cell = is_grader_cell  # by position: GradeTime.contains
+        self.measured: dict[str, dict[str, float]] = {}
+        self.problems: list[str] = []
+        self._names: set[str] = set()
+        self._duplicated: set[str] = set()
+        self._lock = threading.Lock()
+        self._active: tuple[str, float, float] | None = None  # (name, nonce, wall start)
+        self._base: dict[tuple[int, int], tuple[int, int]] = {}
+        self._last: dict[tuple[int, int], tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._tainted = False  # a process ignored SIGCHLD while the cell was measured
+
+    def _pids(self) -> list[int]:
+        if _in_sandbox_namespace(self.sandboxed):
+            me = os.getpid()
+            return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) != me]
+        return _descendants(os.getpid())
+
+    def _snapshot(self) -> dict[tuple[int, int], tuple[int, int]]:
+        found = {}
+        for pid in self._pids():
+            ticks = _cpu_ticks(pid)
+            if ticks is not None:
+                found[ticks[0]] = (ticks[1], ticks[2])
+        return found
+
+    def _sample(self) -> None:
+        with self._lock:
+            for key, (own, children) in self._snapshot().items():
+                old = self._last.get(key, (0, 0))
+                self._last[key] = (max(own, old[0]), max(children, old[1]))
+                if not self._tainted and _ignores_sigchld(key[0]):
+                    self._tainted = True
+
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self._sample()
+
+    def start(self, cell: Any, cell_index: int = -1, **_: Any) -> None:
+        """on_cell_execute: put the nonce in, take the first sample, start sampling."""
+        self._finish_sampler()  # a cell that timed out never reached end(): dropped
+        self._active = None
+        tags = cell.get("metadata", {}).get("tags", [])
+        match = MEASURE_LINE.search(str(cell.get("source", "")))
+        if MEASURED_TAG not in tags or match is None or not self.is_grader_cell(cell_index):
+            return
+        name = match.group(1)
+        if name in self._names:
+            self._duplicated.add(name)
+            self.problems.append(f"more than one cell measured as {name!r}: none is used")
+        self._names.add(name)
+        nonce = float(secrets.randbelow(2**48))  # exact in JSON and in a float
+        cell["source"] = str(cell["source"]).replace(NONCE_TOKEN, str(int(nonce)))
+        self._base = self._snapshot()
+        self._last = dict(self._base)
+        self._tainted = False
+        self._active = (name, nonce, time.monotonic())
+        self._stop.clear()
+        self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
+        self._sampler.start()
+
+    def _finish_sampler(self) -> None:
+        if self._sampler is not None:
+            self._stop.set()
+            self._sampler.join()
+            self._sampler = None
+
+    def end(self, cell: Any, **_: Any) -> None:
+        """on_cell_executed: the last sample; the cell's usage is the sum of the increases."""
+        if self._active is None:
+            return
+        name, nonce, started = self._active
+        wall = time.monotonic() - started
+        self._finish_sampler()
+        self._sample()
+        self._active = None
+        ticks = 0
+        for key, (own, children) in self._last.items():
+            base_own, base_children = self._base.get(key, (0, 0))
+            ticks += max(own - base_own, 0) + max(children - base_children, 0)
+        if self._tainted:
+            self.problems.append(
+                f"a process ignored SIGCHLD while {name!r} was measured (its children's CPU "
+                "time could escape): the measurement is not used"
+            )
+            return
+        cpu = ticks / os.sysconf("SC_CLK_TCK")
+        self.measured[name] = {"cpu_s": round(cpu, 4), "wall_s": round(wall, 4), "nonce": nonce}
+
+    def report(self) -> dict[str, Any]:
+        """For status.json: {name: {cpu_s, wall_s, nonce}}, without names measured twice."""
+        return {k: v for k, v in self.measured.items() if k not in self._duplicated}
+
+
+def _both(*hooks: Any) -> Any:
+    def call(**kwargs: Any) -> None:
+        for hook in hooks:
+            hook(**kwargs)
+
+    return call
+
+
+def _execute(args: argparse.Namespace, run: Run, usage: CellUsage) -> None:
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -430,7 +590,8 @@ def _execute(args: argparse.Namespace, run: Run) -> None:
             interrupt_on_timeout=True,
             error_on_timeout=timeout_reply,
             on_notebook_start=run.on_notebook_start,
-            on_cell_execute=run.on_cell_execute,
+            on_cell_execute=_both(run.on_cell_execute, usage.start),
+            on_cell_executed=usage.end,
             on_cell_error=run.on_cell_error,
         )
     except PapermillExecutionError:
@@ -545,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         cap=args.artifact_cap,
     )
     run = Run(args.cell_timeout, args.notebook_timeout, gradetime)
+    usage = CellUsage(args.sandboxed, gradetime.contains)
 
     def deadline() -> None:
         run.notebook_deadline_hit = True
@@ -554,13 +716,14 @@ def main(argv: list[str] | None = None) -> int:
     timer.daemon = True
     timer.start()
     try:
-        _execute(args, run)
+        _execute(args, run, usage)
     finally:
         timer.cancel()
         _kill_everything_else(args.sandboxed)
     if run.notebook_deadline_hit and run.ending is None:
         run.end("timeout", f"the notebook ran longer than its {args.notebook_timeout:g} s limit")
     status = run.status(time.monotonic() - start)
+    status["cell_usage"], status["usage_problems"] = usage.report(), usage.problems
     with os.fdopen(channel, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
         if run.nb is not None:
             _add_bytes(tar, "executed.ipynb", _capped_notebook(run.nb))

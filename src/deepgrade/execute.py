@@ -226,6 +226,29 @@ def extract_results(tar_path: Path, workdir: Path, max_bytes: int) -> tuple[dict
     return status, "; ".join(problems)
 
 
+USAGE_KEYS = ("cpu_s", "wall_s", "nonce")
+
+
+def cell_usage(status: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The runner's measurements of the measured cells, only well-formed entries kept."""
+    raw = status.get("cell_usage")
+    found: dict[str, dict[str, float]] = {}
+    if not isinstance(raw, dict):
+        return found
+    for name, entry in raw.items():
+        if not isinstance(entry, dict):
+            continue
+        values = {key: entry.get(key) for key in USAGE_KEYS}
+        numbers = {
+            key: float(v)
+            for key, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 2**53
+        }
+        if len(numbers) == len(USAGE_KEYS):
+            found[str(name)] = numbers
+    return found
+
+
 def _tail(path: Path) -> str:
     try:
         data = path.read_bytes()
@@ -340,6 +363,9 @@ def execute_notebook(
     log_tail = _tail(log_path)
     if skipped or problem:
         log_tail += "\n[deepgrade] " + "; ".join([*map(str, skipped), problem]).strip("; ")
+    usage_problems = status.get("usage_problems") or []
+    if usage_problems:
+        log_tail += "\n[deepgrade] measured cells: " + "; ".join(map(str, usage_problems))
     executed = workdir / "executed.ipynb"
     emit(f"stage 1 done: {verdict}")
     return ExecutionResult(
@@ -358,4 +384,5 @@ def execute_notebook(
         ),
         sandboxed=not unsafe,
         log_tail=log_tail,
+        cell_usage=cell_usage(status),
     )

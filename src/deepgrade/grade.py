@@ -221,6 +221,7 @@ def grade_submission(
             settings.data_files,
             workdir=work,
             unsafe=settings.unsafe,
+            stage1_usage=stage1.cell_usage,
         )
         stage2_seconds = time.perf_counter() - started
     except DeepgradeError as exc:

@@ -44,6 +44,8 @@ class ExecutionResult:
     limits: tuple[str, ...] = ()  # the limits that were in force, e.g. ("memory 4096 MiB",)
     sandboxed: bool = True
     log_tail: str = ""  # last lines of the run's stderr, for the instructor only
+    # Measured by the in-sandbox runner, outside the kernel: {cell name: {cpu_s, wall_s, nonce}}
+    cell_usage: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

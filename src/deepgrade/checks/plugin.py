@@ -50,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dg-profile", help="the grading profile (smoke, full)")
     group.addoption("--dg-results-fd", type=int, help="file descriptor of the results channel")
     group.addoption("--dg-results", help="a file for the results snapshots (runs by hand)")
+    group.addoption(
+        "--dg-stage1-usage", help="JSON file: what stage 1's runner measured of measured cells"
+    )
 
 
 def _channel(config: pytest.Config) -> int | None:
@@ -272,6 +275,27 @@ def artifacts_dir(pytestconfig: pytest.Config) -> Path:
 def data_dir(pytestconfig: pytest.Config) -> Path:
     """The grader's own copy of the exercise's data files."""
     return Path(_option(pytestconfig, "--dg-data"))
+
+
+@pytest.fixture(scope="session")
+def stage1_usage(pytestconfig: pytest.Config) -> dict[str, dict[str, float]]:
+    """{cell name: {"cpu_s", "wall_s", "nonce"}}: what stage 1's runner measured, outside the
+    student's kernel, of each grade-time cell marked `# deepgrade-measure: NAME` (CPU time of
+    every process in the sandbox but the runner). Empty when nothing was measured."""
+    path = pytestconfig.getoption("--dg-stage1-usage", None)
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    found: dict[str, dict[str, float]] = {}
+    for name, entry in data.items() if isinstance(data, dict) else ():
+        if isinstance(entry, dict) and all(
+            isinstance(entry.get(key), int | float) for key in ("cpu_s", "wall_s", "nonce")
+        ):
+            found[str(name)] = {key: float(entry[key]) for key in ("cpu_s", "wall_s", "nonce")}
+    return found
 
 
 @pytest.fixture(scope="session")

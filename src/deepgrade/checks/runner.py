@@ -9,6 +9,8 @@ the notebook (no network, read-only everything) with only what they need bound i
     /opt/deepgrade/pytest.ini      an empty pytest config: the course repo's is never read
     /artifacts                     the submission's artifacts, read-only
     /data/<file>                   the grader's data files, read-only
+    /stage1/usage.json             what stage 1's runner measured of the measured cells
+                                   (CPU and wall time, nonce), written here by the host
 
 Nothing is bound writable. The plugin sends its results as snapshots (see deepgrade.checks) on
 a pipe whose write end is the only thing handed in (pass_fds) and whose read end a thread here
@@ -23,6 +25,7 @@ to `<workdir>/checks/pytest.log` for the instructor; students see only the plugi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -31,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import deepgrade
 from deepgrade.checks import decode_snapshot
@@ -53,6 +57,18 @@ FILE_SIZE_MB = 64
 MAX_PIDS = 1024  # TensorFlow's thread pools count as pids
 LIB = "/opt/deepgrade/lib"
 INI = "[pytest]\n# deepgrade's own config: the course repository's settings never apply.\n"
+USAGE_IN_SANDBOX = "/stage1/usage.json"
+
+
+def _usage_file(out: Path, usage: Mapping[str, Mapping[str, float]] | None) -> Path:
+    """stage 1's cell measurements as a file stage 2 reads (read-only there): the host's copy
+    of what the runner measured outside the kernel, never anything the notebook wrote."""
+    path = out / "stage1-usage.json"
+    data: dict[str, Any] = {str(k): dict(v) for k, v in (usage or {}).items()}
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return path
+
+
 READER_GRACE_S = 10  # after the run, for the channel's last bytes (every writer is dead by then)
 STOPPED_LATER = "this check did not run: the hidden checks stopped at an earlier check"
 
@@ -119,6 +135,7 @@ def _sandboxed_argv(
     ini: Path,
     results_fd: int,
     empty: Path,
+    usage: Path,
 ) -> list[str]:
     from deepgrade.sandbox import (
         SANDBOX_HOME,
@@ -143,6 +160,7 @@ def _sandboxed_argv(
         Mount(ini, "/opt/deepgrade/pytest.ini"),
         Mount(artifacts_dir.resolve(), "/artifacts"),
         *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
+        Mount(usage, USAGE_IN_SANDBOX),
     ]
     if not data_files:
         mounts.append(Mount(empty, "/data"))  # empty, read-only
@@ -155,6 +173,7 @@ def _sandboxed_argv(
         "/opt/deepgrade/pytest.ini",
         profile,
     )
+    command.insert(-1, f"--dg-stage1-usage={USAGE_IN_SANDBOX}")
     return bwrap_argv(sandbox, command, bwrap)
 
 
@@ -282,6 +301,7 @@ def run_checks(
     workdir: Path,
     unsafe: bool = False,
     timeout_s: float = CHECK_TIMEOUT_S,
+    stage1_usage: Mapping[str, Mapping[str, float]] | None = None,
 ) -> CheckReport:
     """Run spec's hidden checks on `artifacts_dir` in a fresh pytest; never raises for a bad
     submission: a run that could not finish comes back with `error` set, the checks that did
@@ -304,6 +324,7 @@ def run_checks(
     empty.mkdir()
     if not artifacts_dir.is_dir():  # stage 1 saved nothing: every check fails closed
         artifacts_dir = empty
+    usage = _usage_file(out, stage1_usage)
     static = static_checks(spec.directory)
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds hands the write end over
     reader = _ChannelReader(read_fd, Channel(static))
@@ -317,13 +338,14 @@ def run_checks(
                 str(ini),
                 profile.name,
             )
+            argv.insert(-1, f"--dg-stage1-usage={usage}")
             env: Mapping[str, str] | None = {
                 **_env(str(Path(deepgrade.__file__).parent.parent)),
                 "HOME": os.environ.get("HOME", str(out)),
             }
         else:
             argv = _sandboxed_argv(
-                spec, profile.name, artifacts_dir, data_files, ini, write_fd, empty
+                spec, profile.name, artifacts_dir, data_files, ini, write_fd, empty, usage
             )
             env = None
         started = time.perf_counter()
