@@ -1,7 +1,9 @@
 """`deepgrade demo`: the whole product on the embedded default, in a few minutes on a CPU.
 
-Synthetic data, release, the reference solution and the recorded flawed samples graded in
-the sandbox with a local pool, the class table, the gradebook and both exports. Each flawed
+What this host enforces (as `deepgrade doctor` says), synthetic data, release, the reference
+solution and the recorded flawed samples (hostile ones among them) graded in the sandbox with a
+local pool, the class table, the gradebook and both exports (student-visible text checked
+against the exercises' hidden values on the way out). Each flawed
 sample's expected lost checks are compared with what the grader gave, so the demo is also a
 live self-test: it exits 1 when the grader disagrees with the expectations.
 """
@@ -18,7 +20,9 @@ from deepgrade.batch import batch_settings, data_files, run_with_progress
 from deepgrade.exercise import load_exercise
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.gradebook import Gradebook
+from deepgrade.hostcheck import current, describe
 from deepgrade.project import Project
+from deepgrade.redact import project_secrets
 from deepgrade.release import release_exercise
 from deepgrade.report import print_results
 from deepgrade.results import SubmissionResult
@@ -53,6 +57,9 @@ def run_demo(
     if workdir.exists():
         shutil.rmtree(workdir)
     exercises = project.exercise_names()
+    console.rule("0. what this host enforces (deepgrade doctor)")
+    for line in describe(current()):
+        console.print(line, markup=False, highlight=False)
     console.rule("1. synthetic data and models (real file formats, smoke sizes)")
     for exercise in exercises:
         files = data_files(load_exercise(project.autograder, exercise), "smoke")
@@ -85,8 +92,9 @@ def run_demo(
                     surprises.append(f"{exercise}/{result.student}: {problem}")
         graded = book.latest(profile="smoke")
     console.rule("4. gradebook and exports")
-    export_csv(graded, workdir / "grades.csv")
-    export_gradescope(graded, workdir / "gradescope")
+    secrets = project_secrets(project.autograder, exercises)
+    export_csv(graded, workdir / "grades.csv", secrets=secrets)
+    export_gradescope(graded, workdir / "gradescope", secrets=secrets)
     console.print(f"gradebook: {workdir / 'gradebook.db'}")
     console.print(f"CSV:       {workdir / 'grades.csv'}")
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}")
