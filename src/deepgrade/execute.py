@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tarfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -266,6 +267,7 @@ def execute_notebook(
     unsafe: bool = False,
     gpu: str | None = None,
     on_event: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExecutionResult:
     """Run `notebook` in the sandbox (or, with unsafe=True, without it) and collect the results.
 
@@ -301,6 +303,7 @@ def execute_notebook(
             cwd=plan.cwd,
             pass_fds=(tar_out.fileno(),),
             rlimit_as=gpu is None,
+            cancel=cancel,  # an interrupted batch: killed at once, Cancelled raised
         )
     emit("collecting the artifacts")
     status, problem = extract_results(tar_path, workdir, cap_bytes + NOTEBOOK_ALLOWANCE_MB * MIB)

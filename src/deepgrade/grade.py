@@ -8,9 +8,10 @@ with its points and a message; that keeps the gradebook's maxima and feedback un
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ class GradeSettings:
     unsafe: bool = False
     gpu: str | None = None
     cell_timeout_s: int | None = None  # overrides the profile's (e.g. a quick test of timeouts)
+    # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
 
 
 def gradetime_sources(spec: ExerciseSpec) -> list[str]:
@@ -90,6 +93,7 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
         artifact_cap_mb=profile.artifact_cap_mb,
         unsafe=settings.unsafe,
         gpu=settings.gpu,
+        cancel=settings.cancel,
     )
     return result
 
@@ -140,6 +144,7 @@ def grade_submission(
             settings.data_files,
             workdir=work,
             unsafe=settings.unsafe,
+            cancel=settings.cancel,
         )
         stage2_seconds = time.perf_counter() - started
     except DeepgradeError as exc:

@@ -17,11 +17,14 @@ import resource
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from deepgrade.errors import Cancelled
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT_NAME = "deepgrade"
@@ -37,6 +40,7 @@ class ProcessOutcome:
     oom_killed: bool
     seconds: float
     limits: tuple[str, ...]
+    cpu_seconds: float | None = None  # the tree's CPU time, where the host can measure it
 
 
 def _write(path: Path, value: str) -> bool:
@@ -241,9 +245,10 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _wait_unreaped(pid: int, timeout_s: float) -> bool:
+def _wait_unreaped(pid: int, timeout_s: float, cancel: threading.Event | None = None) -> bool:
     """Wait for `pid` to exit without reaping it, so its pid (= its group id) cannot be
-    reused while we kill what is left of its group. False on timeout."""
+    reused while we kill what is left of its group. False on timeout; raises Cancelled as soon
+    as `cancel` is set (within one pause, at most 0.1 s)."""
     deadline = time.monotonic() + timeout_s
     pause = 0.005
     while True:
@@ -252,7 +257,10 @@ def _wait_unreaped(pid: int, timeout_s: float) -> bool:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        time.sleep(min(pause, left))
+        if cancel is None:
+            time.sleep(min(pause, left))
+        elif cancel.wait(min(pause, left)):
+            raise Cancelled(f"process {pid} stopped: the batch was interrupted")
         pause = min(pause * 2, 0.1)
 
 
@@ -269,6 +277,7 @@ def run_limited(
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
     rlimit_as: bool = True,
+    cancel: threading.Event | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion under the limits; nothing it started outlives the call.
 
@@ -276,8 +285,11 @@ def run_limited(
     cgroup every member is killed too, even those that left the group (a sandbox's
     processes live in their own session). `pass_fds` are inherited (all others are closed).
     Without a memory cgroup, RLIMIT_AS stands in unless `rlimit_as` is False (CUDA needs
-    huge address ranges): then memory is not limited, and the limits say so.
+    huge address ranges): then memory is not limited, and the limits say so. Setting `cancel`
+    (an interrupted batch) kills the tree at once and raises Cancelled; once set, nothing starts.
     """
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{argv[0]} not started: the batch was interrupted")
     cgroup = _Cgroup.create(memory_mb * MIB, max_pids)
     limits = [f"wall time {timeout_s:g} s"]
     no_cgroup_memory = cgroup is None or not cgroup.limits_memory
@@ -317,8 +329,8 @@ def run_limited(
             pass_fds=tuple(pass_fds),
         )
         try:
-            timed_out = not _wait_unreaped(proc.pid, timeout_s)
-        finally:  # also on Ctrl-C in the orchestrator: leave nothing running
+            timed_out = not _wait_unreaped(proc.pid, timeout_s, cancel)
+        finally:  # also when cancelled or on Ctrl-C: leave nothing running
             _kill_group(proc.pid)  # the whole tree on timeout, else what it left behind
             returncode = proc.wait()
         seconds = time.monotonic() - start

@@ -21,6 +21,7 @@ import ast
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -195,6 +196,7 @@ def run_checks(
     workdir: Path,
     unsafe: bool = False,
     timeout_s: float = CHECK_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> CheckReport:
     """Run spec's hidden checks on `artifacts_dir` in a fresh pytest; never raises for a bad
     submission: a run that could not finish comes back with `error` set and checks failed.
@@ -246,6 +248,7 @@ def run_checks(
             stderr=log,
             env=env,
             cwd=out,
+            cancel=cancel,  # an interrupted batch: killed at once, Cancelled raised
         )
     seconds = time.perf_counter() - started
     problem = _problem(outcome, timeout_s, profile.memory_mb)
