@@ -29,6 +29,7 @@ from pathlib import Path
 import deepgrade
 from deepgrade.checks import read_measurements, read_results
 from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.execute import reproducible_env
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
 from deepgrade.results import CheckReport, CheckResult
@@ -73,7 +74,7 @@ def _env(pythonpath: str, home: str | None = None) -> dict[str, str]:
         "PYTHONPATH": pythonpath,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
-        "PYTHONHASHSEED": "0",
+        **reproducible_env(),  # the same predictions on any host, loaded or not
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only deepgrade's plugin, whatever is installed
         "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
