@@ -22,5 +22,13 @@ class SandboxUnavailable(DeepgradeError):
     """bubblewrap is missing or not permitted here, and --unsafe was not given."""
 
 
+class Cancelled(BaseException):
+    """The batch was interrupted (Ctrl-C, SIGTERM) while this submission was being graded.
+
+    A BaseException, like asyncio.CancelledError and KeyboardInterrupt, so that no
+    `except Exception` on the way up turns a stopped submission into a grade or a grader error.
+    """
+
+
 class LimitsUnavailable(DeepgradeError):
     """Memory or process limits cannot be enforced here, and --allow-unlimited was not given."""

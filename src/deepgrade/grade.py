@@ -11,10 +11,12 @@ redact.withhold, the last check that no student-visible text carries a hidden va
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ class GradeSettings:
     unsafe: bool = False
     gpu: str | None = None
     cell_timeout_s: int | None = None  # overrides the profile's (e.g. a quick test of timeouts)
+    # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
 
 
@@ -128,8 +132,38 @@ def _not_run(verdict: Verdict, detail: str, artifacts: Path) -> ExecutionResult:
     return ExecutionResult(verdict, detail, artifacts, None, 0.0, sandboxed=True)
 
 
+# A timeout is the student's verdict only if the host gave the run its CPU. Loaded: the load
+# average (the larger of the 1- and 5-minute ones when the run ended) above 1.5 per usable CPU,
+# i.e. at least half as much other work as cores besides a run using them all; or, where the
+# host measures the run's CPU time, the run got under half a CPU-second per second while the
+# load exceeded the CPUs (a run that sleeps on a quiet host is not re-run).
+LOADED_PER_CPU = 1.5
+STARVED_CPU_SHARE = 0.5
+
+
+def host_load() -> tuple[float, int]:
+    """The host's recent load average and the CPUs this process may use."""
+    one, five, _ = os.getloadavg()
+    return max(one, five), len(os.sched_getaffinity(0))
+
+
+def loaded_host(stage1: ExecutionResult, load: float, cpus: int) -> str:
+    """Why the host, not the submission, may have made stage 1 slow; "" when it was not."""
+    busy = f"load average {load:.1f} on {cpus} CPUs"
+    if load > LOADED_PER_CPU * cpus:
+        return f"the host was busy ({busy})"
+    cpu = stage1.cpu_seconds
+    if cpu is not None and load > cpus and cpu < STARVED_CPU_SHARE * stage1.seconds:
+        return f"the run got {cpu:.0f} s of CPU in {stage1.seconds:.0f} s ({busy})"
+    return ""
+
+
 def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> ExecutionResult:
-    """Tamper check, then the sandboxed run; a bad notebook becomes a verdict, not a crash."""
+    """Tamper check, then the sandboxed run; a bad notebook becomes a verdict, not a crash.
+
+    A timeout on a loaded host is run once more before it becomes the student's verdict: wall
+    time measured the neighbours, not the notebook. The result says it was re-run and why.
+    """
     from deepgrade.execute import execute_notebook
 
     profile = settings.spec.profile(settings.profile)
@@ -143,22 +177,33 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
         return _not_run(Verdict.TAMPERED, detail, work / "artifacts")
     release_nb = notebooks.read_notebook(settings.release_notebook)
     gradetime = len(gradetime_cells(settings.spec))
-    result = execute_notebook(
-        prepared,
-        parameters=dict(profile.parameters, PROFILE=profile.name),
-        hidden=dict(settings.spec.hidden) if gradetime else None,
-        gradetime_cells=gradetime,
-        student_artifacts=student_artifacts(settings.spec, release_nb),
-        data_files=settings.data_files,
-        workdir=work,
-        cell_timeout_s=settings.cell_timeout_s or profile.cell_timeout_s,
-        notebook_timeout_s=profile.notebook_timeout_s,
-        memory_mb=profile.memory_mb,
-        artifact_cap_mb=profile.artifact_cap_mb,
-        unsafe=settings.unsafe,
-        gpu=settings.gpu,
-    )
-    return result
+
+    def execute() -> ExecutionResult:
+        return execute_notebook(
+            prepared,
+            parameters=dict(profile.parameters, PROFILE=profile.name),
+            hidden=dict(settings.spec.hidden) if gradetime else None,
+            gradetime_cells=gradetime,
+            student_artifacts=student_artifacts(settings.spec, release_nb),
+            data_files=settings.data_files,
+            workdir=work,
+            cell_timeout_s=settings.cell_timeout_s or profile.cell_timeout_s,
+            notebook_timeout_s=profile.notebook_timeout_s,
+            memory_mb=profile.memory_mb,
+            artifact_cap_mb=profile.artifact_cap_mb,
+            unsafe=settings.unsafe,
+            gpu=settings.gpu,
+            cancel=settings.cancel,
+        )
+
+    result = execute()
+    if result.verdict is not Verdict.TIMEOUT:
+        return result
+    why = loaded_host(result, *host_load())
+    if not why:
+        return result
+    rerun = f"timed out after {result.seconds:.0f} s while {why}; ran once more"
+    return replace(execute(), rerun=rerun)
 
 
 def _verdict(stage1: ExecutionResult, missing: Sequence[str]) -> tuple[Verdict, str]:
@@ -221,6 +266,7 @@ def grade_submission(
             settings.data_files,
             workdir=work,
             unsafe=settings.unsafe,
+            cancel=settings.cancel,
             stage1_usage=stage1.cell_usage,
         )
         stage2_seconds = time.perf_counter() - started
@@ -239,5 +285,8 @@ def grade_submission(
         stage2_seconds=round(stage2_seconds, 2),
         limits=stage1.limits,
         measurements=report.measurements,
-        extra={"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {},
+        extra={
+            **({"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {}),
+            **({"stage1_rerun": stage1.rerun} if stage1.rerun else {}),
+        },
     )

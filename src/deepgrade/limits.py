@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from deepgrade import hostcheck
-from deepgrade.errors import LimitsUnavailable
+from deepgrade.errors import Cancelled, LimitsUnavailable
 from deepgrade.hostcheck import CgroupPlan, HostLimits
 
 PARENT_NAME = hostcheck.RUNS_NAME
@@ -304,9 +304,10 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _wait_unreaped(pid: int, timeout_s: float) -> bool:
+def _wait_unreaped(pid: int, timeout_s: float, cancel: threading.Event | None = None) -> bool:
     """Wait for `pid` to exit without reaping it, so its pid (= its group id) cannot be
-    reused while we kill what is left of its group. False on timeout."""
+    reused while we kill what is left of its group. False on timeout; raises Cancelled as soon
+    as `cancel` is set (within one pause, at most 0.1 s)."""
     deadline = time.monotonic() + timeout_s
     pause = 0.005
     while True:
@@ -315,7 +316,10 @@ def _wait_unreaped(pid: int, timeout_s: float) -> bool:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        time.sleep(min(pause, left))
+        if cancel is None:
+            time.sleep(min(pause, left))
+        elif cancel.wait(min(pause, left)):
+            raise Cancelled(f"process {pid} stopped: the batch was interrupted")
         pause = min(pause * 2, 0.1)
 
 
@@ -332,6 +336,7 @@ def run_limited(
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
     rlimit_as: bool = True,
+    cancel: threading.Event | None = None,
     host: HostLimits | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion under the limits; nothing it started outlives the call.
@@ -397,8 +402,8 @@ def run_limited(
             pass_fds=tuple(pass_fds),
         )
         try:
-            timed_out = not _wait_unreaped(proc.pid, timeout_s)
-        finally:  # also on Ctrl-C in the orchestrator: leave nothing running
+            timed_out = not _wait_unreaped(proc.pid, timeout_s, cancel)
+        finally:  # also when cancelled or on Ctrl-C: leave nothing running
             _kill_group(proc.pid)  # the whole tree on timeout, else what it left behind
             returncode = proc.wait()
         seconds = time.monotonic() - start

@@ -44,6 +44,8 @@ class ExecutionResult:
     limits: tuple[str, ...] = ()  # the limits that were in force, e.g. ("memory 4096 MiB",)
     sandboxed: bool = True
     log_tail: str = ""  # last lines of the run's stderr, for the instructor only
+    cpu_seconds: float | None = None  # the run's CPU time, where the host can measure it
+    rerun: str = ""  # why stage 1 ran a second time (a timeout on a loaded host); "" if once
     # Measured by the in-sandbox runner, outside the kernel: {cell name: {cpu_s, wall_s, nonce}}
     cell_usage: dict[str, dict[str, float]] = field(default_factory=dict)
 

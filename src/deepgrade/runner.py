@@ -5,16 +5,22 @@ thread only waits. Results are written to the gradebook by this (the calling) th
 arrive, one transaction each, so an interrupted batch keeps everything already graded and the
 next run skips it (same student, exercise, profile and content hash) unless `force` is set.
 A failing submission, or a grader error on one, never stops the batch.
+
+An interrupt (KeyboardInterrupt in the calling thread: Ctrl-C, or SIGTERM turned into one by
+the CLI) stops it within a second or so: the batch's cancellation event makes every running
+`limits.run_limited` kill its process tree and raise Cancelled, queued submissions are never
+started, results that finished are kept, and nothing cancelled is recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import threading
 import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.grade import GradeSettings, grade_submission
@@ -55,7 +61,7 @@ def _grade_safely(
     gpu = gpus.get()
     try:
         if gpu is not None:
-            settings = GradeSettings(**{**settings.__dict__, "gpu": gpu})
+            settings = replace(settings, gpu=gpu)
         return grade_submission(submission, settings)
     except Exception as exc:  # a grader bug on one submission must not stop the batch
         log.error("grading %s failed:\n%s", submission.path, traceback.format_exc())
@@ -105,13 +111,40 @@ def grade_batch(
     # One slot per worker: with GPUs, worker i gets GPU i mod len(gpus) (slices share a GPU).
     for index in range(max(1, workers)):
         slots.put(gpus[index % len(gpus)] if gpus else None)
-    results = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    cancel = threading.Event()
+    settings = replace(settings, cancel=cancel)
+    results: list[SubmissionResult] = []
+    recorded: set[Future[SubmissionResult]] = set()
+    futures: dict[Future[SubmissionResult], Submission] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         futures = {pool.submit(_grade_safely, s, settings, slots): s for s in todo}
         for future in as_completed(futures):
             result = future.result()
             gradebook.record(result)
+            recorded.add(future)
             results.append(result)
             done += 1
             notify(BatchEvent(futures[future], result, done, total))
+    except BaseException:  # Ctrl-C, SIGTERM, or a failure of the gradebook itself
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # prompt: running ones see `cancel`
+        _keep_finished(futures, recorded, gradebook)
+        raise
+    pool.shutdown(wait=True)
     return sorted(results, key=lambda r: r.student)
+
+
+def _keep_finished(
+    futures: Mapping[Future[SubmissionResult], Submission],
+    recorded: set[Future[SubmissionResult]],
+    gradebook: Gradebook,
+) -> None:
+    """Record the submissions that finished grading before the workers stopped; the cancelled
+    and the never started have no result (they raised Cancelled, or never ran)."""
+    for future, submission in futures.items():
+        if future in recorded or not future.done() or future.cancelled():
+            continue
+        if future.exception() is None:
+            gradebook.record(future.result())
+            log.info("kept %s, finished as the batch was interrupted", submission.student)

@@ -46,6 +46,7 @@ from deepgrade.checks.verify import (
     verify,
 )
 from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.execute import reproducible_env
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
 from deepgrade.results import CheckReport, CheckResult, Verdict
@@ -105,7 +106,7 @@ def _env(pythonpath: str, home: str | None = None) -> dict[str, str]:
         "PYTHONPATH": pythonpath,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
-        "PYTHONHASHSEED": "0",
+        **reproducible_env(),  # the same predictions on any host, loaded or not
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only deepgrade's plugin, whatever is installed
         "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -301,6 +302,7 @@ def run_checks(
     workdir: Path,
     unsafe: bool = False,
     timeout_s: float = CHECK_TIMEOUT_S,
+    cancel: threading.Event | None = None,
     stage1_usage: Mapping[str, Mapping[str, float]] | None = None,
 ) -> CheckReport:
     """Run spec's hidden checks on `artifacts_dir` in a fresh pytest; never raises for a bad
@@ -361,6 +363,7 @@ def run_checks(
                 env=env,
                 cwd=out,
                 pass_fds=(write_fd,),
+                cancel=cancel,  # an interrupted batch: killed at once, Cancelled raised
             )
         seconds = time.perf_counter() - started
     finally:

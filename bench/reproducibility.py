@@ -1,0 +1,142 @@
+"""Does a smoke training give the same result on a quiet and on a loaded machine?
+
+Runs one notebook (an exercise's reference solution, or one of its flawed samples) through
+both stages exactly as grading does, once per entry of --runs: `quiet`, or `hog` with one
+busy-looping process per CPU competing for the cores the whole time. Prints, per run, a hash
+of the saved training history (every loss and accuracy at full precision: equal hashes mean
+bit-identical training), the last epoch's loss, what the hidden checks measured, the stage-1
+seconds and the load average. --env KEY=VALUE adds to the kernel's environment (an experiment
+on thread counts and flags). With --seeds, the same for each seed (the noise around a
+threshold). One run at a time: the point is to compare like with like.
+Usage: .venv/bin/python bench/reproducibility.py --exercise signs_cnn --runs quiet,hog,quiet
+       .venv/bin/python bench/reproducibility.py --exercise fashion_vgg \
+           --sample horizontal_flip --seeds 0,1,2 --runs quiet
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from deepgrade import execute
+from deepgrade.batch import batch_settings
+from deepgrade.checks.runner import run_checks
+from deepgrade.exercise import load_exercise
+from deepgrade.grade import prepare_notebook
+from deepgrade.project import Project
+from deepgrade.samples import apply_edits, load_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+HOG = "while True: pass"
+SHOWN = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+         "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS", "PYTHONHASHSEED")  # fmt: skip
+
+
+@contextmanager
+def hogging(enabled: bool) -> Iterator[None]:
+    """One busy-looping process per CPU while the block runs."""
+    procs = (
+        [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(os.cpu_count() or 1)]
+        if enabled
+        else []
+    )
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def notebook_for(project: Project, exercise: str, sample: str | None, out: Path) -> Path:
+    spec = load_exercise(project.autograder, exercise)
+    solution = project.solutions / spec.name / spec.notebook
+    if sample is None:
+        return solution
+    chosen = [s for s in load_samples(spec.directory) if s.name == sample]
+    if not chosen:
+        raise SystemExit(f"{exercise} has no sample {sample!r}")
+    return apply_edits(solution, chosen[0], out / f"{sample}.ipynb")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exercise", default="signs_cnn")
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--sample", help="a sample from samples.toml (default: the solution)")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--runs", default="quiet,hog", help="comma-separated: quiet or hog")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE added to the kernel's environment"
+    )
+    args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    if extra_env:  # an experiment: what the engine's kernel environment would be with these
+        engine_env = execute.kernel_env
+        execute.kernel_env = lambda home, gpu=None: {**engine_env(home, gpu), **extra_env}
+    project = Project(ROOT)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = args.runs.split(",")
+    if not set(runs) <= {"quiet", "hog"}:
+        raise SystemExit("--runs takes quiet and hog")
+    label = f"{args.exercise}/{args.sample or 'reference'} ({args.profile})"
+    print(
+        f"{label}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start, kernel env "
+        f"{ {k: v for k, v in execute.kernel_env('/home', None).items() if k in SHOWN} }",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = batch_settings(project, args.exercise, args.profile, Path(tmp), unsafe=False)
+        profile = settings.spec.profile(args.profile)
+        prepared = Path(tmp) / "prepared.ipynb"
+        source = notebook_for(project, args.exercise, args.sample, Path(tmp))
+        assert not prepare_notebook(source, settings, prepared)
+        for seed in seeds:
+            for index, run in enumerate(runs):
+                work = Path(tmp) / f"seed{seed}-{index}"
+                load_before = os.getloadavg()[0]
+                with hogging(run == "hog"):
+                    stage1 = execute.execute_notebook(
+                        prepared,
+                        parameters=dict(profile.parameters, SEED=seed, PROFILE=profile.name),
+                        data_files=settings.data_files,
+                        workdir=work,
+                        cell_timeout_s=profile.cell_timeout_s,
+                        notebook_timeout_s=profile.notebook_timeout_s,
+                        memory_mb=profile.memory_mb,
+                        artifact_cap_mb=profile.artifact_cap_mb,
+                    )
+                    load_after = os.getloadavg()[0]
+                report = run_checks(
+                    settings.spec, args.profile, stage1.artifacts_dir, settings.data_files,
+                    workdir=work,
+                )  # fmt: skip
+                history_path = stage1.artifacts_dir / "history.json"
+                if history_path.is_file():
+                    raw = history_path.read_bytes()
+                    digest = hashlib.sha256(raw).hexdigest()[:12]
+                    loss = json.loads(raw).get("loss", [float("nan")])[-1]
+                else:
+                    digest, loss = "no-history", float("nan")
+                measured = ", ".join(f"{k} {v:.4f}" for k, v in sorted(report.measurements.items()))
+                print(
+                    f"seed {seed} {run:5s}: {stage1.verdict}, history {digest}, "
+                    f"last loss {loss!r}, {report.points:g}/{report.max_points:g} points, "
+                    f"{measured}; stage 1 {stage1.seconds:.1f} s, "
+                    f"load {load_before:.1f}->{load_after:.1f}",
+                    flush=True,
+                )
+                time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
