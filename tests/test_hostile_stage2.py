@@ -219,9 +219,10 @@ def test_stage2_sandbox_has_no_writable_bind(tmp_path: Path, bwrap: str) -> None
     directory = _spec_dir(tmp_path, THREE_CHECKS)
     ini = tmp_path / "pytest.ini"
     ini.write_text("[pytest]\n")
-    argv = _sandboxed_argv(
-        load_spec(directory), "smoke", tmp_path / "artifacts", [], ini, 5, tmp_path / "artifacts"
-    )
+    usage = tmp_path / "stage1-usage.json"
+    usage.write_text("{}")
+    empty = tmp_path / "artifacts"
+    argv = _sandboxed_argv(load_spec(directory), "smoke", empty, [], ini, 5, empty, usage)
     assert "--bind" not in argv and "--dev-bind" not in argv
     assert not any("/results" in arg for arg in argv)
     assert "--dg-results-fd=5" in argv
