@@ -5,7 +5,10 @@ the profile's parameters with SEED replaced) and collects what the hidden checks
 (`measure(...)` in the checks, e.g. test_accuracy). Prints one line per seed and, per
 measurement, min / median / max and the threshold `min - margin` rounded down, to be written
 into spec.toml and the exercise's README.
+With --sample, a flawed sample of samples.toml instead: how far its measurements sit from the
+thresholds over the seeds (a sample within the noise would flip its checks).
 Usage: .venv/bin/python bench/calibrate.py --exercise signs_cnn [--seeds 10] [--margin 0.05]
+       .venv/bin/python bench/calibrate.py --exercise fashion_vgg --sample horizontal_flip
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import math
 import statistics
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from deepgrade.batch import batch_settings
-from deepgrade.checks.runner import run_checks
-from deepgrade.execute import execute_notebook
-from deepgrade.grade import prepare_notebook
+from deepgrade.grade import grade_submission
 from deepgrade.project import Project
+from deepgrade.results import Verdict
+from deepgrade.samples import apply_edits, load_samples
+from deepgrade.submissions import Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,36 +38,32 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sample", help="a flawed sample of samples.toml instead (its margin)")
     args = parser.parse_args()
     project = Project(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = batch_settings(project, args.exercise, args.profile, Path(tmp), unsafe=False)
-        profile = settings.spec.profile(args.profile)
-        prepared = Path(tmp) / "prepared.ipynb"
-        solution = project.solutions / settings.spec.name / settings.spec.notebook
-        assert not prepare_notebook(solution, settings, prepared)
+        base = batch_settings(project, args.exercise, args.profile, Path(tmp), unsafe=False)
+        solution = project.solutions / base.spec.name / base.spec.notebook
+        if args.sample:
+            chosen = [s for s in load_samples(base.spec.directory) if s.name == args.sample]
+            if not chosen:
+                raise SystemExit(f"{args.exercise} has no sample {args.sample!r}")
+            solution = apply_edits(solution, chosen[0], Path(tmp) / f"{args.sample}.ipynb")
 
         def one_seed(seed: int) -> tuple[int, float, float, float, dict[str, float]]:
-            work = Path(tmp) / f"seed{seed}"
-            stage1 = execute_notebook(
-                prepared,
-                parameters=dict(profile.parameters, SEED=seed, PROFILE=profile.name),
-                data_files=settings.data_files,
-                workdir=work,
-                cell_timeout_s=profile.cell_timeout_s,
-                notebook_timeout_s=profile.notebook_timeout_s,
-                memory_mb=profile.memory_mb,
-                artifact_cap_mb=profile.artifact_cap_mb,
+            # Exactly as grading does (both stages, grade-time cells, hidden hand-over); only
+            # SEED differs, and each seed gets its own folder.
+            settings = replace(base, parameters={"SEED": seed}, workdir=Path(tmp) / f"seed{seed}")
+            result = grade_submission(Submission(f"seed{seed}", solution), settings)
+            if result.verdict is not Verdict.GRADED:
+                print(f"seed {seed}: {result.verdict}: {result.detail}", flush=True)
+            return (
+                seed,
+                result.points,
+                result.max_points,
+                result.stage1_seconds,
+                result.measurements,
             )
-            report = run_checks(
-                settings.spec,
-                args.profile,
-                stage1.artifacts_dir,
-                settings.data_files,
-                workdir=work,
-                stage1_usage=stage1.cell_usage,
-            )
-            return seed, report.points, report.max_points, stage1.seconds, report.measurements
 
         with ThreadPoolExecutor(args.workers) as pool:
             rows = list(pool.map(one_seed, range(args.seeds)))
@@ -72,7 +73,8 @@ def main() -> None:
         print(f"seed {seed}: {points:g}/{max_points:g} points, stage 1 {seconds:.1f} s, {shown}")
         for name, value in measured.items():
             by_name.setdefault(name, []).append(value)
-    print(f"{args.exercise} ({args.profile}), {args.seeds} seeds, margin {args.margin}:")
+    label = f"{args.exercise}/{args.sample}" if args.sample else args.exercise
+    print(f"{label} ({args.profile}), {args.seeds} seeds, margin {args.margin}:")
     for name, values in sorted(by_name.items()):
         low = min(values)
         suggested = math.floor((low - args.margin) * 100) / 100

@@ -25,15 +25,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from deepgrade import execute
 from deepgrade.batch import batch_settings
-from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import load_exercise
-from deepgrade.grade import prepare_notebook
+from deepgrade.grade import grade_submission
 from deepgrade.project import Project
 from deepgrade.samples import apply_edits, load_samples
+from deepgrade.submissions import Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 HOG = "while True: pass"
@@ -95,43 +96,31 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        settings = batch_settings(project, args.exercise, args.profile, Path(tmp), unsafe=False)
-        profile = settings.spec.profile(args.profile)
-        prepared = Path(tmp) / "prepared.ipynb"
+        base = batch_settings(project, args.exercise, args.profile, Path(tmp), unsafe=False)
         source = notebook_for(project, args.exercise, args.sample, Path(tmp))
-        assert not prepare_notebook(source, settings, prepared)
         for seed in seeds:
             for index, run in enumerate(runs):
+                # Exactly as grading does (both stages, grade-time cells); only SEED differs.
                 work = Path(tmp) / f"seed{seed}-{index}"
+                settings = replace(base, parameters={"SEED": seed}, workdir=work)
+                submission = Submission(f"seed{seed}", source)
                 load_before = os.getloadavg()[0]
                 with hogging(run == "hog"):
-                    stage1 = execute.execute_notebook(
-                        prepared,
-                        parameters=dict(profile.parameters, SEED=seed, PROFILE=profile.name),
-                        data_files=settings.data_files,
-                        workdir=work,
-                        cell_timeout_s=profile.cell_timeout_s,
-                        notebook_timeout_s=profile.notebook_timeout_s,
-                        memory_mb=profile.memory_mb,
-                        artifact_cap_mb=profile.artifact_cap_mb,
-                    )
+                    result = grade_submission(submission, settings)
                     load_after = os.getloadavg()[0]
-                report = run_checks(
-                    settings.spec, args.profile, stage1.artifacts_dir, settings.data_files,
-                    workdir=work,
-                )  # fmt: skip
-                history_path = stage1.artifacts_dir / "history.json"
+                artifacts = work / f"{submission.student}-{submission.content_hash[:12]}"
+                history_path = artifacts / "artifacts" / "history.json"
                 if history_path.is_file():
                     raw = history_path.read_bytes()
                     digest = hashlib.sha256(raw).hexdigest()[:12]
                     loss = json.loads(raw).get("loss", [float("nan")])[-1]
                 else:
                     digest, loss = "no-history", float("nan")
-                measured = ", ".join(f"{k} {v:.4f}" for k, v in sorted(report.measurements.items()))
+                measured = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.measurements.items()))
                 print(
-                    f"seed {seed} {run:5s}: {stage1.verdict}, history {digest}, "
-                    f"last loss {loss!r}, {report.points:g}/{report.max_points:g} points, "
-                    f"{measured}; stage 1 {stage1.seconds:.1f} s, "
+                    f"seed {seed} {run:5s}: {result.verdict}, history {digest}, "
+                    f"last loss {loss!r}, {result.points:g}/{result.max_points:g} points, "
+                    f"{measured}; stage 1 {result.stage1_seconds:.1f} s, "
                     f"load {load_before:.1f}->{load_after:.1f}",
                     flush=True,
                 )

@@ -15,9 +15,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from deepgrade import _stage1_runner, notebooks, redact
@@ -52,6 +53,8 @@ class GradeSettings:
     # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
+    # Over the profile's parameters, e.g. {"SEED": 3} when bench/ calibrates over seeds.
+    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _marked_cells(spec: ExerciseSpec) -> list[tuple[str, list[str]]]:
@@ -181,7 +184,7 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
     def execute() -> ExecutionResult:
         return execute_notebook(
             prepared,
-            parameters=dict(profile.parameters, PROFILE=profile.name),
+            parameters={**profile.parameters, **settings.parameters, "PROFILE": profile.name},
             hidden=dict(settings.spec.hidden) if gradetime else None,
             gradetime_cells=gradetime,
             student_artifacts=student_artifacts(settings.spec, release_nb),
