@@ -160,6 +160,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from deepgrade.scaffold import new_exercise
+
+    made = new_exercise(
+        _project(args), args.exercise, args.dataset, like=args.like, title=args.title
+    )
+    for path in (*made.written, *made.released):
+        print(f"wrote {path}")
+    print(
+        f"{made.name} is a draft: write its reference solution in source/{made.name}/, then "
+        "follow docs/authoring.md (release, check-solutions, calibrate)"
+    )
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from deepgrade.calibrate import calibrate, render_table, seed_line, write_table
+
+    project = _project(args)
+    done = calibrate(
+        project,
+        args.exercise,
+        seeds=args.seeds,
+        profile=args.profile,
+        margin=args.margin,
+        sample=args.sample,
+        workers=args.workers,
+        unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
+        on_seed=lambda run: print(seed_line(run), flush=True),
+    )
+    table = render_table(done)
+    print(table)
+    if args.write:
+        readme = project.autograder / args.exercise / "README.md"
+        write_table(readme, table, args.sample)
+        print(f"wrote the table into {readme}")
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     import json
 
@@ -255,6 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--unsafe", action="store_true", help="no sandbox (hosts without bwrap)")
     demo.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     demo.set_defaults(func=cmd_demo)
+
+    new = sub.add_parser("new", help="scaffold a new exercise (docs/authoring.md)")
+    new.add_argument("exercise", help="the new exercise's name, e.g. shirts_dense")
+    new.add_argument("--dataset", help="signs, cifar10 or fashion_mnist (default: --like's)")
+    new.add_argument("--like", help="copy this exercise's profile values and data sizes")
+    new.add_argument("--title", help="the notebook's title (default: from the name)")
+    new.set_defaults(func=cmd_new)
+
+    cal = sub.add_parser("calibrate", help="grade the reference solution over seeds: thresholds")
+    cal.add_argument("exercise")
+    cal.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    cal.add_argument("--sample", help="a flawed sample of samples.toml instead: its margin")
+    cal.add_argument("--margin", type=float, default=0.05, help="threshold = min - margin")
+    cal.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    cal.add_argument("--workers", type=int, default=2, help="seeds graded at once")
+    cal.add_argument("--write", action="store_true", help="put the table into the README")
+    cal.add_argument("--unsafe", action="store_true", help="no sandbox (trusted code only)")
+    cal.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    cal.set_defaults(func=cmd_calibrate)
 
     doc = sub.add_parser("doctor", help="what this host enforces, and how to fix what it lacks")
     doc.add_argument("--json", action="store_true", help="the report as JSON")
