@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from deepgrade.checks import Snapshot, encode_snapshot, read_results
 from deepgrade.checks.plugin import student_message
+from deepgrade.checks.snapshots import Snapshot, encode_snapshot, read_results
 from deepgrade.errors import InputError
 from deepgrade.results import CheckResult, Verdict
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from test_checks import _run_checks, _spec_dir
 
-from deepgrade.checks import MAX_SNAPSHOT_BYTES, encode_snapshot
 from deepgrade.checks.runner import STOPPED_LATER, _report
+from deepgrade.checks.snapshots import MAX_SNAPSHOT_BYTES, encode_snapshot
 from deepgrade.checks.verify import REJECTED, Channel, static_checks
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.grade import _stage2_verdict

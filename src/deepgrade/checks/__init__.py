@@ -1,197 +1,55 @@
-"""Stage 2: the hidden checks, plain pytest files run in a fresh (sandboxed) process.
+"""deepgrade's check toolkit: what an exercise's hidden checks are written with.
 
-`plugin` is the pytest plugin the checks run under (options, the `points` marker, fixtures, the
-result snapshots); `runner` starts pytest in the sandbox and turns the snapshots into a
-CheckReport after `verify` has checked them against the checks in source. The snapshot format
-lives here, beside neither, so the writer (inside the sandbox) and the reader (the host) cannot
-drift apart, and reading it costs no pytest import.
+Hidden checks are plain pytest files in `autograder/<exercise>/`, run by the stage-2 process
+under deepgrade's plugin (`deepgrade.checks.plugin`), which provides the fixtures:
 
-The channel is a stream of snapshots, one JSON object per line, written to a private file
-descriptor (a pipe the host reads): first right after collection, then after each check, then
-at the end, so a crash keeps what finished. Each line is a whole snapshot:
-    {"version": 2, "complete": bool, "error": str | null,
-     "checks": [{"check_id", "title", "points", "max_points", "passed", "message", "done"}],
-     "measurements": {name: number}}   # what the checks measured, e.g. the test accuracy
-Everything in a snapshot is a claim by the check process; the host believes none of it unchecked.
+    model          model.keras, validated (Keras built-ins only) and loaded without compiling
+    load_model     load_model("other.keras"): the same for another saved model
+    dataset        the grader's own copy of the exercise's first data set (its loader's value)
+    history        history.json as {metric: [one float per epoch]}
+    answers        answers.json as a dict; a missing key fails naming the answer
+    artifact       artifact("name") -> Path of a saved file; fails when it was not saved
+    profile        the profile being graded (parameters such as EPOCHS, limits, thresholds)
+    threshold      threshold("test_accuracy") -> the profile's threshold
+    measure        measure("test_accuracy", value): recorded for the gradebook and calibration
+    hidden         the spec's [hidden] table (never put its values in a message)
+    data_dir       the folder of the grader's data files
+    stage1_usage   CPU time stage 1's runner measured of `# deepgrade-measure:` cells
+
+and this package the helpers for the checks every exercise repeats. Each helper fails the
+check with a message written for the student (what is wrong and what to do), never with a
+traceback or the check's source: a student reads every message.
+
+    from deepgrade.checks import expect_history, predict_or_fail, expect_accuracy
+
+    @pytest.mark.points(1)
+    def test_history(history, profile):
+        "Training ran for EPOCHS epochs with validation data"
+        expect_history(history, epochs=profile.parameters["EPOCHS"])
+
+Importing this package costs no Keras, numpy or pytest import: those load when a helper runs.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from deepgrade.checks.compiled import compile_config, expect_loss, expect_optimizer, loss_name
+from deepgrade.checks.expect import close, expect_accuracy, expect_history, fail
+from deepgrade.checks.layers import LayerInfo, expect_layers, flat_layers, layer_table, pair
+from deepgrade.checks.predict import predict_or_fail
 
-from deepgrade.errors import InputError
-from deepgrade.results import CheckResult
-
-RESULTS_VERSION = 2
-NOT_RUN = "this check did not run: the grader stopped before it"
-MAX_MESSAGE = 600  # a check's message, in characters
-MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # messages are capped at 600 characters: plenty
-MAX_MEASUREMENTS = 64
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One line of the channel, decoded but not yet validated."""
-
-    checks: tuple[CheckResult, ...]
-    done: tuple[bool, ...]  # per check: finished (its points are final)
-    complete: bool  # pytest reached the end of the session
-    error: str | None  # why the checks could not be collected or run (the grader's words)
-    measurements: dict[str, float] = field(default_factory=dict)
-
-
-def encode_snapshot(
-    checks: Sequence[CheckResult],
-    done: Sequence[bool],
-    *,
-    error: str | None,
-    complete: bool,
-    measurements: Mapping[str, float] | None = None,
-) -> bytes:
-    """One line (no newline inside: json.dumps escapes them) ending in a newline."""
-    data = {
-        "version": RESULTS_VERSION,
-        "complete": complete,
-        "error": error,
-        "checks": [
-            {**asdict(check), "done": finished}
-            for check, finished in zip(checks, done, strict=True)
-        ],
-        "measurements": dict(measurements or {}),
-    }
-    return json.dumps(data, allow_nan=False).encode("utf-8") + b"\n"
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """os.write until every byte is out (a pipe may take a large line in pieces)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-def _number(raw: Any, what: str) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-        raise ValueError(f"{what} is not a finite number ({raw!r:.40})")
-    return float(raw)
-
-
-def _text(raw: Any, what: str) -> str:
-    if not isinstance(raw, str):
-        raise ValueError(f"{what} is not text")
-    return raw
-
-
-def _check(raw: Any) -> tuple[CheckResult, bool]:
-    if not isinstance(raw, dict):
-        raise ValueError("a check entry is not an object")
-    check_id = _text(raw.get("check_id"), "a check id")
-    passed, done = raw.get("passed"), raw.get("done")
-    if not isinstance(passed, bool) or not isinstance(done, bool):
-        raise ValueError(f"{check_id[:80]!r}: passed and done must be true or false")
-    check = CheckResult(
-        check_id=check_id,
-        title=_text(raw.get("title"), f"{check_id[:80]!r}'s title"),
-        points=_number(raw.get("points"), f"{check_id[:80]!r}'s points"),
-        max_points=_number(raw.get("max_points"), f"{check_id[:80]!r}'s max_points"),
-        passed=passed,
-        message=_text(raw.get("message", ""), f"{check_id[:80]!r}'s message"),
-    )
-    return check, done
-
-
-def decode_snapshot(line: bytes) -> Snapshot:
-    """A Snapshot from one line; ValueError saying what is malformed (never trusted data)."""
-    if len(line) > MAX_SNAPSHOT_BYTES:
-        raise ValueError(f"a snapshot of {len(line)} bytes (at most {MAX_SNAPSHOT_BYTES})")
-    try:
-        data = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"a snapshot is not JSON ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION:
-        raise ValueError(f"a snapshot is not version {RESULTS_VERSION}")
-    raw_checks, complete, error = data.get("checks"), data.get("complete"), data.get("error")
-    if not isinstance(raw_checks, list) or not isinstance(complete, bool):
-        raise ValueError("a snapshot has no list of checks or no complete flag")
-    if error is not None and not isinstance(error, str):
-        raise ValueError("a snapshot's error is not text")
-    pairs = [_check(raw) for raw in raw_checks]
-    raw_measurements = data.get("measurements", {})
-    if not isinstance(raw_measurements, dict) or len(raw_measurements) > MAX_MEASUREMENTS:
-        raise ValueError(f"measurements must be an object of at most {MAX_MEASUREMENTS} numbers")
-    measurements = {
-        _text(k, "a measurement name")[:100]: _number(v, f"measurement {k[:40]!r}")
-        for k, v in raw_measurements.items()
-    }
-    return Snapshot(
-        checks=tuple(check for check, _ in pairs),
-        done=tuple(done for _, done in pairs),
-        complete=complete,
-        error=error,
-        measurements=measurements,
-    )
-
-
-class SnapshotStream:
-    """Keeps the first and the last complete line of a stream fed in chunks, in bounded memory.
-
-    The first line is written right after collection, before any check touches a student's
-    artifact, so it tells the grader's own failures apart from the student's. A line longer than
-    MAX_SNAPSHOT_BYTES is dropped and remembered as `oversized` (only a forger writes one).
-    """
-
-    def __init__(self, on_line: Callable[[bytes], None] | None = None) -> None:
-        self.on_line = on_line  # sees every complete line, in order
-        self.first: bytes | None = None
-        self.last: bytes | None = None
-        self.lines = 0
-        self.oversized = False
-        self._partial = bytearray()
-        self._skipping = False  # inside an oversized line: drop until its newline
-
-    def feed(self, chunk: bytes) -> None:
-        while chunk:
-            head, newline, chunk = chunk.partition(b"\n")
-            if not self._skipping:
-                self._partial += head
-                if len(self._partial) > MAX_SNAPSHOT_BYTES:
-                    self.oversized, self._skipping = True, True
-                    self._partial.clear()
-            if not newline:
-                return
-            if not self._skipping:
-                line = bytes(self._partial)
-                self.first = line if self.first is None else self.first
-                self.last = line
-                self.lines += 1
-                if self.on_line is not None:
-                    self.on_line(line)
-            self._partial.clear()
-            self._skipping = False
-
-
-def read_results(path: Path) -> Snapshot:
-    """The last complete snapshot in a channel file (`--dg-results FILE`, for running the checks
-    by hand); InputError when there is none or it is malformed."""
-    stream = SnapshotStream()
-    try:
-        stream.feed(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError(path, "no results file") from None
-    except OSError as exc:
-        raise InputError(path, f"unreadable results file ({type(exc).__name__})") from None
-    if stream.last is None:
-        raise InputError(path, "no complete snapshot in the results file")
-    try:
-        return decode_snapshot(stream.last)
-    except ValueError as exc:
-        raise InputError(path, str(exc)) from None
+__all__ = [
+    "LayerInfo",
+    "close",
+    "compile_config",
+    "expect_accuracy",
+    "expect_history",
+    "expect_layers",
+    "expect_loss",
+    "expect_optimizer",
+    "fail",
+    "flat_layers",
+    "layer_table",
+    "loss_name",
+    "pair",
+    "predict_or_fail",
+]

@@ -23,7 +23,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from deepgrade.checks import MAX_MESSAGE, NOT_RUN, encode_snapshot, write_all
+from deepgrade.checks.expect import fail as _fail
+from deepgrade.checks.snapshots import MAX_MESSAGE, NOT_RUN, encode_snapshot, write_all
 from deepgrade.errors import InputError
 from deepgrade.exercise import ExerciseSpec, ProfileSpec, load_spec
 from deepgrade.results import CheckResult
@@ -239,10 +240,6 @@ def _option(config: pytest.Config, name: str) -> str:
     return str(value)
 
 
-def _fail(message: str) -> NoReturn:
-    pytest.fail(message, pytrace=False)
-
-
 def _missing(name: str) -> NoReturn:
     _fail(f"missing artifact {name}: the locked cell that saves it did not run")
 
@@ -394,3 +391,21 @@ def measure(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
             recorder.measurements[name] = float(value)
 
     return record
+
+
+@pytest.fixture(scope="session")
+def model(load_model: Callable[[str], Any]) -> Any:
+    """model.keras, the network the notebook trained: validated, then loaded uncompiled."""
+    return load_model("model.keras")
+
+
+@pytest.fixture(scope="session")
+def dataset(spec: ExerciseSpec, data_dir: Path) -> Any:
+    """The grader's own copy of the exercise's first data set, as its loader returns it (e.g.
+    x_train, y_train, x_test, y_test); prepare it in the exercise's conftest as the notebook's
+    locked cells do. The student's process never touched these files."""
+    from deepgrade import datasets
+
+    if not spec.datasets:
+        raise pytest.UsageError(f"{spec.directory / 'spec.toml'}: the spec names no data set")
+    return datasets.get(spec.datasets[0]).load(data_dir)

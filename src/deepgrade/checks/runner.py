@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import deepgrade
-from deepgrade.checks import decode_snapshot
+from deepgrade.checks.snapshots import decode_snapshot
 from deepgrade.checks.verify import (
     REJECTED,
     Channel,

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deepgrade.checks import MAX_MESSAGE, NOT_RUN, Snapshot, SnapshotStream, decode_snapshot
+from deepgrade.checks.snapshots import (
+    MAX_MESSAGE,
+    NOT_RUN,
+    Snapshot,
+    SnapshotStream,
+    decode_snapshot,
+)
 from deepgrade.results import CheckResult
 
 REJECTED = (

@@ -1,0 +1,228 @@
+"""deepgrade.checks, the toolkit hidden checks are written with: each helper passes what the
+exercise asks for, in every spelling Keras saves, and fails anything else with a student-facing
+message that names what to fix (and, for hidden inputs, no values)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deepgrade import checks
+from deepgrade.checks.layers import layer_differences
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+
+def failure(call: Callable[[], Any]) -> str:
+    """The message a helper fails the check with (and that it was a pytest failure)."""
+    with pytest.raises(pytest.fail.Exception) as raised:
+        call()
+    assert raised.value.pytrace is False  # the plugin shows the message, never a traceback
+    return str(raised.value.msg)
+
+
+def test_importing_the_toolkit_loads_no_heavy_module() -> None:
+    code = (
+        "import sys, deepgrade.checks; "
+        "print(sorted({'keras', 'numpy', 'pytest', 'tensorflow'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_fail_shows_only_its_message() -> None:
+    assert failure(lambda: checks.fail("train for EPOCHS epochs")) == "train for EPOCHS epochs"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.0010000000474974513, True),
+        (0.001, True),
+        (0.0011, False),
+        (True, False),
+        ("0.001", False),
+    ],
+)
+def test_close_accepts_float32_round_off_only(value: Any, expected: bool) -> None:
+    assert checks.close(value, 0.001) is expected
+
+
+GOOD_HISTORY = {key: [1.0, 0.5, 0.25] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+
+
+def test_history_of_the_right_length_passes() -> None:
+    checks.expect_history(GOOD_HISTORY, epochs=3)
+
+
+@pytest.mark.parametrize(
+    ("history", "words"),
+    [
+        ({k: v for k, v in GOOD_HISTORY.items() if k != "val_loss"}, "has no val_loss: pass X"),
+        ({**GOOD_HISTORY, "loss": [1.0]}, "1 / 3 epochs"),
+        ({**GOOD_HISTORY, "loss": [1.0, math.nan, 2.0]}, "NaN or infinite"),
+    ],
+)
+def test_history_names_what_is_wrong(history: dict[str, list[float]], words: str) -> None:
+    message = failure(lambda: checks.expect_history(history, epochs=3, fit_hint="pass X"))
+    assert words in message
+
+
+def test_accuracy_is_measured_pass_or_fail() -> None:
+    seen: dict[str, float] = {}
+    checks.expect_accuracy(0.9, required=0.85, measure=seen.__setitem__)
+    message = failure(
+        lambda: checks.expect_accuracy(0.5, required=0.85, measure=seen.__setitem__, hint="fix")
+    )
+    assert seen == {"test_accuracy": 0.5}
+    assert "50.0%" in message and "85%" in message and message.endswith(": fix")
+    failure(lambda: checks.expect_accuracy(math.nan, required=0.1, measure=seen.__setitem__))
+
+
+@pytest.mark.parametrize(
+    ("loss", "name"),
+    [
+        ("categorical_crossentropy", "categorical_crossentropy"),
+        (
+            {"class_name": "function", "config": "categorical_crossentropy"},
+            "categorical_crossentropy",
+        ),
+        (
+            {"module": "keras.losses", "class_name": "CategoricalCrossentropy", "config": {}},
+            "categorical_crossentropy",
+        ),
+        (
+            {"module": "keras.losses", "class_name": "BinaryCrossentropy", "config": {}},
+            "binary_crossentropy",
+        ),
+        (
+            {
+                "module": "keras.losses",
+                "class_name": "CategoricalCrossentropy",
+                "config": {"from_logits": True},
+            },
+            None,
+        ),
+        (
+            {
+                "module": "keras.losses",
+                "class_name": "CategoricalCrossentropy",
+                "config": {"label_smoothing": 0.1},
+            },
+            None,
+        ),
+        ({"module": "evil", "class_name": "CategoricalCrossentropy", "config": {}}, None),
+        (None, None),
+    ],
+)
+def test_loss_name_reads_every_spelling(loss: Any, name: str | None) -> None:
+    assert checks.loss_name(loss) == name
+
+
+def test_expect_loss_and_optimizer() -> None:
+    adam = {"class_name": "Adam", "config": {"learning_rate": 0.0010000000474974513}}
+    config = {"optimizer": adam, "loss": "categorical_crossentropy"}
+    checks.expect_loss(config, "categorical_crossentropy")
+    checks.expect_optimizer(config, "Adam", {"learning_rate": 0.001})
+    message = failure(lambda: checks.expect_loss(config, "mean_squared_error", hint="why"))
+    assert message == "the loss should be loss='mean_squared_error' (why)"
+    message = failure(lambda: checks.expect_optimizer(config, "Adam", {"learning_rate": 0.01}))
+    assert "Adam(learning_rate=0.01)" in message and "differs in learning_rate" in message
+    message = failure(lambda: checks.expect_optimizer(config, "SGD", {}))
+    assert "keras.optimizers.SGD()" in message and "differs" not in message
+
+
+@pytest.fixture(scope="module")
+def small_model() -> Any:
+    import keras
+
+    inner = keras.Sequential([keras.layers.Dense(4, activation="relu")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.RandomFlip("vertical"),
+            keras.layers.Conv2D(2, 3, padding="same"),
+            keras.layers.MaxPooling2D((2, 2)),
+            keras.layers.Flatten(),
+            inner,
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    return model
+
+
+def not_augmentation(layer: Any) -> bool:
+    return not type(layer).__name__.startswith("Random")
+
+
+EXPECTED = [
+    ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "same"}),
+    ("MaxPooling2D", {"pool_size": (2, 2)}),
+    ("Flatten", {}),
+    ("Dense", {"units": 4, "activation": "relu"}),
+    ("Dense", {"units": 3, "activation": "softmax"}),
+]
+
+
+def test_layers_are_flattened_and_compared(small_model: Any) -> None:
+    kinds = [type(layer).__name__ for layer in checks.flat_layers(small_model)]
+    assert kinds == ["RandomFlip", "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    checks.expect_layers(small_model, EXPECTED, keep=not_augmentation)
+    table = checks.layer_table(small_model, keep=not_augmentation)
+    assert [row.params for row in table] == [20, 0, 0, 132, 15]
+    assert table[0].output_shape == (None, 8, 8, 2) and table[0].kind == "Conv2D"
+
+
+def test_layer_differences_name_the_layer_and_key(small_model: Any) -> None:
+    layers = checks.flat_layers(small_model, keep=not_augmentation)
+    wrong = [*EXPECTED[:3], ("Dense", {"units": 5, "activation": "relu"}), EXPECTED[4]]
+    assert layer_differences(layers, wrong) == ["layer 4 (Dense): units should be 5, yours is 4"]
+    assert layer_differences(layers, wrong, show=False) == ["layer 4 (Dense) has the wrong units"]
+    message = failure(lambda: checks.expect_layers(small_model, EXPECTED))  # augmentation kept
+    assert message.startswith("your network: the layers are RandomFlip, Conv2D")
+
+
+def test_predict_or_fail(small_model: Any) -> None:
+    x = np.zeros((5, 8, 8, 1), dtype="float32")
+    assert checks.predict_or_fail(small_model, x, outputs=3, input_hint="", output_hint="").shape
+    message = failure(
+        lambda: checks.predict_or_fail(
+            small_model, x, outputs=6, input_hint="8x8", output_hint="end with Dense(6)"
+        )
+    )
+    assert message.endswith("it should output 6 values per image: end with Dense(6)")
+    message = failure(
+        lambda: checks.predict_or_fail(
+            small_model,
+            np.zeros((5, 12, 12, 1)),
+            outputs=3,
+            input_hint="8x8x1 images",
+            output_hint="",
+        )
+    )
+    assert message.startswith("your saved model could not predict 8x8x1 images (")
+
+
+def test_compile_config_of_a_saved_model(small_model: Any, tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    small_model.save(path)
+    config = checks.compile_config(path)
+    checks.expect_loss(config, "categorical_crossentropy")
+    checks.expect_optimizer(config, "Adam", {"learning_rate": 0.001, "beta_1": 0.9})
+    import keras
+
+    uncompiled = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    uncompiled.save(tmp_path / "bare.keras")
+    assert "without compile settings" in failure(
+        lambda: checks.compile_config(tmp_path / "bare.keras")
+    )
