@@ -167,6 +167,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         limit=args.limit,
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
+        workdir=Path(args.workdir) if args.workdir else None,
         console=console,
     )
     if args.json:
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mut.add_argument("--limit", type=int, help="grade at most this many mutants")
     mut.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    mut.add_argument("--workdir", help="mutants and runs (default: .deepgrade/mutate/EXERCISE)")
     mut.add_argument("--write", action="store_true", help="record the table in the README")
     mut.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     mut.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)

@@ -275,7 +275,13 @@ class Outcome:
 
     @property
     def survived(self) -> bool:
-        return full_marks(self.result)
+        """Full points, whatever the verdict: a cell error that costs nothing is no kill."""
+        result = self.result
+        return (
+            result.verdict is not Verdict.GRADER_ERROR
+            and result.max_points > 0
+            and result.points >= result.max_points
+        )
 
     @property
     def lost(self) -> list[str]:
@@ -417,19 +423,23 @@ def run_mutations(
     limit: int | None = None,
     unsafe: bool = False,
     allow_unlimited: bool = False,
+    workdir: Path | None = None,
     console: Console,
 ) -> MutationReport:
     """Make the exercise's mutants, grade them and the reference in one batch, report.
 
     Grading goes through batch.py exactly as `grade` does, into a gradebook of its own under
-    .deepgrade/mutate/<exercise>/ (emptied first): the class gradebook never sees a mutant."""
+    `workdir` (default .deepgrade/mutate/<exercise>/; an earlier run's mutants, runs and
+    gradebook there are removed first): the class gradebook never sees a mutant."""
     from deepgrade.batch import batch_settings, run_with_progress
     from deepgrade.gradebook import Gradebook
     from deepgrade.submissions import Submission
 
-    work = project.root / ".deepgrade" / "mutate" / exercise
-    if work.exists():
-        shutil.rmtree(work)
+    work = workdir or project.root / ".deepgrade" / "mutate" / exercise
+    for old in (work / "notebooks", work / "runs"):  # only what an earlier run made
+        if old.is_dir():
+            shutil.rmtree(old)
+    (work / "gradebook.db").unlink(missing_ok=True)
     settings = batch_settings(
         project, exercise, profile, work / "runs", unsafe, allow_unlimited=allow_unlimited
     )
