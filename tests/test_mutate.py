@@ -13,7 +13,7 @@ import pytest
 
 from deepgrade import mutation_ops, notebooks
 from deepgrade.cli import main
-from deepgrade.errors import InputError
+from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.mutate import (
     REFERENCE,
     Accepted,
@@ -337,3 +337,16 @@ def test_a_real_mutant_is_graded_and_killed(
     assert graded["cell"] == "classify_file" and graded["operator"] == "scaling"
     assert graded["status"] == "killed" and graded["lost"] and code == 0
     assert graded["points"] < graded["max_points"]
+
+
+def test_only_naming_nothing_known_is_an_error(tmp_path: Path) -> None:
+    mutants = make_mutants(tiny_solution(tmp_path), {}).mutants
+    with pytest.raises(DeepgradeError, match="--only paddin: no mutant has that operator"):
+        select(mutants, ["paddin"], None)
+
+
+def test_list_shows_the_mutants_without_grading(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--root", str(ROOT), "mutate", "signs_cnn", "--list", "--only", "epochs"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 1
+    assert lines[0].endswith("(epochs): epochs=EPOCHS, -> epochs=EPOCHS // 2,")

@@ -153,17 +153,22 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from deepgrade.mutate import run_mutations
+    from deepgrade.mutate import list_mutants, run_mutations
     from deepgrade.mutate_report import markdown, print_report, write_readme
 
     project = _project(args)
     console = Console(stderr=args.json)
+    only = tuple(o for value in args.only or () for o in value.split(",") if o)
+    if args.list:
+        for mutant in list_mutants(project, args.exercise, args.profile, only, args.limit):
+            print(f"{mutant.name}  {mutant.description}")
+        return EXIT_OK
     report = run_mutations(
         project,
         args.exercise,
         profile=args.profile,
         workers=args.workers,
-        only=tuple(o for value in args.only or () for o in value.split(",") if o),
+        only=only,
         limit=args.limit,
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
@@ -291,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", action="append", help="operators, cells or mutant names (comma-separated)"
     )
     mut.add_argument("--limit", type=int, help="grade at most this many mutants")
+    mut.add_argument("--list", action="store_true", help="list the mutants, grade nothing")
     mut.add_argument("--json", action="store_true", help="print the report as one JSON object")
     mut.add_argument("--workdir", help="mutants and runs (default: .deepgrade/mutate/EXERCISE)")
     mut.add_argument("--write", action="store_true", help="record the table in the README")

@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 
 from deepgrade import mutation_ops, notebooks
-from deepgrade.errors import InputError
+from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.project import Project
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.samples import Edit, Sample, apply_edits
@@ -223,9 +223,33 @@ def _parses(source: str) -> bool:
 
 
 def select(mutants: Sequence[Mutant], only: Sequence[str], limit: int | None) -> list[Mutant]:
-    """Mutants whose operator, cell or name is in `only` (all when empty), at most `limit`."""
+    """Mutants whose operator, cell or name is in `only` (all when empty), at most `limit`;
+    an `only` that names nothing known is an error, not an empty (and green) run."""
+    known = {m.operator for m in mutants} | {m.cell for m in mutants} | {m.name for m in mutants}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise DeepgradeError(
+            f"--only {', '.join(unknown)}: no mutant has that operator, cell or name "
+            f"(operators: {', '.join(sorted({m.operator for m in mutants}))}; cells: "
+            f"{', '.join(sorted({m.cell for m in mutants}))}; `--list` shows every mutant)"
+        )
     picked = [m for m in mutants if not only or {m.operator, m.cell, m.name} & set(only)]
     return picked[:limit] if limit is not None else picked
+
+
+def list_mutants(
+    project: Project,
+    exercise: str,
+    profile: str,
+    only: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[Mutant]:
+    """The mutants a run would grade, without grading them."""
+    from deepgrade.exercise import load_exercise
+
+    spec = load_exercise(project.autograder, exercise)
+    solution = project.solutions / spec.name / spec.notebook
+    return select(make_mutants(solution, spec.profile(profile).parameters).mutants, only, limit)
 
 
 # -- accepted survivors --------------------------------------------------------------------
