@@ -148,6 +148,45 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_mutate(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from deepgrade.mutate import list_mutants, run_mutations
+    from deepgrade.mutate_report import markdown, print_report, write_readme
+
+    project = _project(args)
+    console = Console(stderr=args.json)
+    only = tuple(o for value in args.only or () for o in value.split(",") if o)
+    if args.list:
+        for mutant in list_mutants(project, args.exercise, args.profile, only, args.limit):
+            print(f"{mutant.name}  {mutant.description}")
+        return EXIT_OK
+    report = run_mutations(
+        project,
+        args.exercise,
+        profile=args.profile,
+        workers=args.workers,
+        only=only,
+        limit=args.limit,
+        unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
+        workdir=Path(args.workdir) if args.workdir else None,
+        console=console,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        print_report(report, console)
+    if args.write:
+        command = f"deepgrade mutate {args.exercise} --profile {args.profile}"
+        readme = project.autograder / args.exercise / "README.md"
+        write_readme(readme, markdown(report, command))
+        console.print(f"wrote the mutation table into {readme}")
+    return report.exit_code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deepgrade.demo import run_demo
 
@@ -288,6 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     chk.set_defaults(func=cmd_check_solutions)
+
+    mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
+    mut.add_argument("exercise")
+    mut.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    mut.add_argument("--workers", type=int, default=1, help="mutants graded at once")
+    mut.add_argument(
+        "--only", action="append", help="operators, cells or mutant names (comma-separated)"
+    )
+    mut.add_argument("--limit", type=int, help="grade at most this many mutants")
+    mut.add_argument("--list", action="store_true", help="list the mutants, grade nothing")
+    mut.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    mut.add_argument("--workdir", help="mutants and runs (default: .deepgrade/mutate/EXERCISE)")
+    mut.add_argument("--write", action="store_true", help="record the table in the README")
+    mut.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
+    mut.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    mut.set_defaults(func=cmd_mutate)
 
     demo = sub.add_parser("demo", help="everything end to end on synthetic data")
     demo.add_argument("--workdir", help="where the demo writes (default: .deepgrade/demo)")
