@@ -23,6 +23,7 @@ from pathlib import Path
 
 from deepgrade.batch import batch_settings
 from deepgrade.grade import grade_submission
+from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
 from deepgrade.results import Verdict
 from deepgrade.samples import apply_edits, load_samples
@@ -53,7 +54,8 @@ def main() -> None:
         def one_seed(seed: int) -> tuple[int, float, float, float, dict[str, float]]:
             # Exactly as grading does (both stages, grade-time cells, hidden hand-over); only
             # SEED differs, and each seed gets its own folder.
-            settings = replace(base, parameters={"SEED": seed}, workdir=Path(tmp) / f"seed{seed}")
+            profile = resolve_profile(base.spec, args.profile, {"SEED": seed})
+            settings = replace(base, profile=profile, workdir=Path(tmp) / f"seed{seed}")
             result = grade_submission(Submission(f"seed{seed}", solution), settings)
             if result.verdict is not Verdict.GRADED:
                 print(f"seed {seed}: {result.verdict}: {result.detail}", flush=True)

@@ -12,6 +12,7 @@ from deepgrade.errors import SandboxUnavailable
 from deepgrade.exercise import load_exercise
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -20,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GradeSettings:
+    spec = load_exercise(ROOT / "autograder", "signs_cnn")
     return GradeSettings(
-        spec=load_exercise(ROOT / "autograder", "signs_cnn"),
-        profile="smoke",
+        spec=spec,
+        profile=resolve_profile(spec, "smoke", data_files=()),
         release_notebook=tmp_path / "release.ipynb",
-        data_files=(),
         workdir=tmp_path / "runs",
     )
 
@@ -55,7 +56,7 @@ class FakeGrader:
         return SubmissionResult(
             submission.student,
             settings.spec.name,
-            settings.profile,
+            settings.profile.name,
             submission.content_hash,
             Verdict.GRADED,
             "",
