@@ -120,8 +120,6 @@ def test_messages_never_show_code_or_tracebacks(pytester: pytest.Pytester) -> No
         """
         import pytest
         from deepgrade.errors import InputError
-from deepgrade.exercise import load_spec
-from deepgrade.profiles import resolve_profile
 
         @pytest.mark.points(1)
         def test_bare_assert(hidden):
