@@ -75,6 +75,7 @@ class GradingProfile:
         }
 
     def write(self, path: Path) -> Path:
+        """The checks' copy (to_json) at `path`; stage 2 binds it read-only."""
         path.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True), encoding="utf-8")
         return path
 
