@@ -2,7 +2,8 @@
 
 What this host enforces (as `deepgrade doctor` says), synthetic data, release, the reference
 solution and the recorded flawed samples (hostile ones among them) graded in the sandbox with a
-local pool, the class table, the gradebook and both exports (student-visible text checked
+local pool, the class table, the authoring kit (`new` in a scratch course, the mutants `mutate`
+would grade), the gradebook and both exports (student-visible text checked
 against the exercises' hidden values on the way out). Each flawed
 sample's expected lost checks are compared with what the grader gave, so the demo is also a
 live self-test: it exits 1 when the grader disagrees with the expectations.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -44,6 +46,25 @@ def expectation_problems(result: SubmissionResult, sample: Sample | None) -> lis
     if failed != expected_failed:
         problems.append(f"failed {failed}, expected {expected_failed}")
     return problems
+
+
+def show_authoring_kit(project: Project, scratch: Path, console: Console) -> None:
+    """`deepgrade new` in a scratch course (the repository is not touched) and the mutants
+    `deepgrade mutate` would grade for one exercise: seconds, no grading."""
+    from deepgrade.mutate import list_mutants
+    from deepgrade.scaffold import new_exercise
+
+    made = new_exercise(Project(scratch), "shirts_dense", "fashion_mnist")
+    for path in (*made.written, *made.released):
+        console.print(f"deepgrade new wrote {path.relative_to(scratch)}", highlight=False)
+    mutants = list_mutants(project, "catdog_split", DEMO_PROFILE)
+    kinds = Counter(mutant.operator for mutant in mutants)
+    console.print(
+        f"deepgrade mutate catdog_split would grade {len(mutants)} one-change mutants of the "
+        f"reference solution ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}); "
+        "each exercise's README records which checks kill them",
+        highlight=False,
+    )
 
 
 def run_demo(
@@ -96,7 +117,9 @@ def run_demo(
                 for problem in expectation_problems(result, samples.get(result.student)):
                     surprises.append(f"{exercise}/{result.student}: {problem}")
         graded = book.latest(profile=DEMO_PROFILE)
-    console.rule("4. gradebook and exports")
+    console.rule("4. the authoring kit: a new exercise and the strength of the checks")
+    show_authoring_kit(project, workdir / "authoring", console)
+    console.rule("5. gradebook and exports")
     secrets = project_secrets(project.autograder, exercises)
     export_csv(graded, workdir / "grades.csv", secrets=secrets)
     export_gradescope(graded, workdir / "gradescope", secrets=secrets)
