@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 from deepgrade.checks.expect import fail
@@ -17,6 +18,7 @@ from deepgrade.checks.expect import fail
 # Config keys Keras saves either as an int or as a per-axis tuple.
 _PER_AXIS = frozenset({"kernel_size", "strides", "pool_size", "dilation_rate", "size"})
 MAX_LISTED = 3  # differences named in one message
+LONG = 12  # longer lists of layer types are not spelled out in a message
 
 
 def pair(value: Any) -> tuple[Any, ...]:
@@ -101,6 +103,16 @@ def layer_differences(
     kinds = [type(layer).__name__ for layer in layers]
     wanted = [kind for kind, _ in expected]
     if kinds != wanted:
+        if show and len(wanted) > LONG:  # a whole list would not fit: the first difference
+            index = next(
+                i for i, pair in enumerate(zip_longest(kinds, wanted)) if len(set(pair)) > 1
+            )
+            found = kinds[index] if index < len(kinds) else "nothing"
+            should = wanted[index] if index < len(wanted) else "nothing"
+            return [
+                f"layer {index + 1} is {found} where the exercise has {should} ({len(kinds)} "
+                f"layers; the exercise has {len(wanted)})"
+            ]
         if show:
             return [
                 f"the layers are {', '.join(kinds) or 'none'}; they should be {', '.join(wanted)}"
