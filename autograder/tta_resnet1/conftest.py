@@ -83,16 +83,16 @@ class Round:
     wall_s: float
 
 
-def _numeric(path: Path) -> np.ndarray | None:
-    if path.is_symlink() or not path.is_file():
-        return None
+def _array(path: Path) -> np.ndarray | None:
+    """The numeric (or boolean) array saved at `path`; None when there is none."""
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False) if not path.is_symlink() else None
     except (OSError, ValueError, EOFError):
         return None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-        return None
-    return array.astype(np.float64)
+    numeric = isinstance(array, np.ndarray) and (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    )
+    return array if numeric else None
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +107,8 @@ def rounds(
         if usage is None:
             continue
         images = hidden_inputs.pick(grader.x_test_uint8, hidden["images"], int(usage["nonce"]))
-        output = _numeric(artifacts_dir / f"hidden_tta_{number}.npy")
+        output = _array(artifacts_dir / f"hidden_tta_{number}.npy")
+        output = None if output is None else output.astype(np.float64)
         found.append(Round(name, images, output, usage["cpu_s"], usage["wall_s"]))
     return found
 
@@ -125,13 +126,8 @@ def load_array(artifacts_dir: Path) -> Callable[[str, str], np.ndarray]:
                 "raised an error, or the notebook stopped before): run the whole notebook and "
                 "make it work on any number of images"
             )
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            array = None
-        if not isinstance(array, np.ndarray) or not (
-            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-        ):
+        array = _array(path)
+        if array is None:
             fail(f"{what} did not return a numeric array: return a numpy array")
         return array
 

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 # What a CIFAR-10 batch may ask the unpickler for (NumPy 1 and 2 spellings): nothing callable.
-_ALLOWED = {
+_ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")} | {
     (f"numpy.{core}.multiarray", name)
     for core in ("core", "_core")
     for name in ("_reconstruct", "scalar")
-} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+}
 
 
 class _Unpickler(pickle.Unpickler):

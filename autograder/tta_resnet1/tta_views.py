@@ -55,12 +55,6 @@ class Variant:
     def views(self) -> tuple[View, ...]:
         return (*BASE_VIEWS, self.diagonal)
 
-    def describe(self) -> str:
-        mirrored, down, right = self.diagonal
-        return (
-            f"fill {self.fill}, diagonal {'mirrored ' if mirrored else ''}({down:+d}, {right:+d})"
-        )
-
 
 VARIANTS = tuple(Variant(fill, diagonal) for fill in FILLS for diagonal in DIAGONALS)
 
