@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from deepgrade.checks import expect_input, expect_layers, fail, flat_layers, of_kind
-from deepgrade.exercise import ProfileSpec
+from deepgrade.profiles import GradingProfile
 
 BLOCKS = ((64, 64), (128, 128), (256, 256), (512, 512, 512), (512, 512, 512))
 CONV = {"kernel_size": 3, "strides": 1, "padding": "same", "activation": "relu"}
@@ -52,7 +52,7 @@ def not_augmentation(layer: Any) -> bool:
     return not is_augmentation(layer)
 
 
-def _width(profile: ProfileSpec) -> int:
+def _width(profile: GradingProfile) -> int:
     return int(profile.parameters.get("WIDTH", 1))
 
 
@@ -71,7 +71,7 @@ def test_input_and_output(model: Any) -> None:
 
 
 @pytest.mark.points(2)
-def test_conv_layers(model: Any, profile: ProfileSpec) -> None:
+def test_conv_layers(model: Any, profile: GradingProfile) -> None:
     """Twelve 3x3 'same' ReLU convolutions with program 8's filters"""
     convs = flat_layers(model, keep=of_kind("Conv2D"))
     assert len(convs) == 12, (
@@ -90,7 +90,7 @@ def test_conv_layers(model: Any, profile: ProfileSpec) -> None:
 
 
 @pytest.mark.points(2)
-def test_vgg_layers(model: Any, profile: ProfileSpec) -> None:
+def test_vgg_layers(model: Any, profile: GradingProfile) -> None:
     """Program 8's layers in order: BN after each conv, dropout, pooling, the dense head"""
     width = _width(profile)
     # The convolutions' settings are test_conv_layers' business: only their place here.

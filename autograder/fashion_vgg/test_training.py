@@ -18,7 +18,7 @@ from deepgrade.checks import (
     expect_loss,
     expect_optimizer,
 )
-from deepgrade.exercise import ProfileSpec
+from deepgrade.profiles import GradingProfile
 
 ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999}  # Adam()'s defaults
 
@@ -32,7 +32,7 @@ def test_optimizer(artifact: Callable[[str], Path]) -> None:
 
 
 @pytest.mark.points(1)
-def test_history(history: dict[str, list[float]], profile: ProfileSpec) -> None:
+def test_history(history: dict[str, list[float]], profile: GradingProfile) -> None:
     """Training ran for EPOCHS epochs with the test set as validation data"""
     expect_history(
         history,

@@ -22,7 +22,7 @@ from deepgrade.checks import (
     fail,
     predict_or_fail,
 )
-from deepgrade.exercise import ProfileSpec
+from deepgrade.profiles import GradingProfile
 
 AGREEMENT = 0.98  # GPU vs CPU round-off may flip an argmax between two near-equal classes
 
@@ -49,7 +49,7 @@ def test_optimizer(artifact: Callable[[str], Path]) -> None:
 
 
 @pytest.mark.points(1)
-def test_history(history: dict[str, list[float]], profile: ProfileSpec) -> None:
+def test_history(history: dict[str, list[float]], profile: GradingProfile) -> None:
     """Training ran for EPOCHS epochs with validation data and the accuracy metric"""
     expect_history(
         history,

@@ -25,6 +25,7 @@ from typing import Any
 
 from deepgrade.datasets import _cache
 from deepgrade.errors import DeepgradeError, InputError
+from deepgrade.exercise import PROFILES
 from deepgrade.models import resnet1
 
 __all__ = ["MODELS", "PROFILES", "ensure", "get", "import_model", "model_path", "train"]
@@ -32,7 +33,6 @@ __all__ = ["MODELS", "PROFILES", "ensure", "get", "import_model", "model_path", 
 log = logging.getLogger(__name__)
 
 MODELS: Mapping[str, ModuleType] = MappingProxyType({resnet1.NAME: resnet1})
-PROFILES = ("smoke", "full")
 RECIPE = _cache.RECIPE
 RECIPE_VERSION = 1  # bump when training changes in a way RECIPE.json's fields do not show
 
