@@ -226,3 +226,41 @@ def test_compile_config_of_a_saved_model(small_model: Any, tmp_path: Path) -> No
     assert "without compile settings" in failure(
         lambda: checks.compile_config(tmp_path / "bare.keras")
     )
+
+
+def test_layers_of_a_kind_and_a_hint(small_model: Any) -> None:
+    convs = checks.flat_layers(small_model, keep=checks.of_kind("Conv2D", "MaxPooling2D"))
+    assert [type(layer).__name__ for layer in convs] == ["Conv2D", "MaxPooling2D"]
+    wrong = [("Conv2D", {"kernel_size": 5})]
+    message = failure(
+        lambda: checks.expect_layers(
+            small_model, wrong, what="your convolutions", keep=checks.of_kind("Conv2D"), hint="Do X"
+        )
+    )
+    assert (
+        message
+        == "your convolutions: layer 1 (Conv2D): kernel_size should be 5x5, yours is 3x3. Do X"
+    )
+
+
+def test_a_long_list_of_layer_types_names_the_first_difference(small_model: Any) -> None:
+    layers = checks.flat_layers(small_model, keep=not_augmentation)
+    long = [*EXPECTED[:3], ("Dense", {}), ("Dense", {}), *[("Dropout", {})] * 10]
+    assert layer_differences(layers, long) == [
+        "layer 6 is nothing where the exercise has Dropout (5 layers; the exercise has 15)"
+    ]
+    swapped = [EXPECTED[1], EXPECTED[0], *long[2:]]
+    assert layer_differences(layers, swapped)[0].startswith(
+        "layer 1 is Conv2D where the exercise has MaxPooling2D"
+    )
+    assert layer_differences(layers, swapped, show=False) == [
+        "it has 5 layers of other types or order than the exercise asks"
+    ]
+
+
+def test_input_shape(small_model: Any) -> None:
+    assert checks.input_shape(small_model) == (8, 8, 1)
+    assert checks.input_shape(object()) is None
+    checks.expect_input(small_model, (8, 8, 1), hint="")
+    message = failure(lambda: checks.expect_input(small_model, (9, 9, 1), hint="use Input"))
+    assert message == "the network's input is 8x8x1; it should be 9x9x1: use Input"

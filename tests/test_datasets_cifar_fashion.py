@@ -117,6 +117,18 @@ def test_cifar_load_round_trips(cifar: Path) -> None:
     assert big.y_train.tolist() != sorted(big.y_train.tolist())
 
 
+def test_cifar_load_test_reads_the_test_batch_alone(cifar: Path, tmp_path: Path) -> None:
+    only = tmp_path / "only-test"
+    only.mkdir()
+    (only / cifar10.TEST_FILE).write_bytes((cifar / cifar10.TEST_FILE).read_bytes())
+    images, labels = cifar10.load_test(only)
+    made = cifar10.generate(seed=1, **SMALL_CIFAR)
+    assert np.array_equal(images, made.x_test) and np.array_equal(labels, made.y_test)
+    (only / cifar10.TEST_FILE).write_bytes(pickle.dumps(print, protocol=2))
+    with pytest.raises(InputError, match="not a readable CIFAR-10 batch"):
+        cifar10.load_test(only)  # the safe unpickler: no callable from a pickle
+
+
 def test_cifar_loads_pickles_naming_numpy_core_as_the_official_files_do(cifar: Path) -> None:
     """The official batches were pickled by NumPy 1 (`numpy.core.multiarray._reconstruct`)."""
     for name in (*cifar10.TRAIN_FILES, cifar10.TEST_FILE):

@@ -9,6 +9,7 @@ and no test waits for a fit.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
+from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport
 
@@ -116,10 +118,19 @@ def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
         handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
+def hidden_inputs(spec: ExerciseSpec) -> Any:
+    """The exercise's hidden_module, imported from its file (every exercise has its own)."""
+    assert spec.hidden_module is not None
+    module_spec = importlib.util.spec_from_file_location("fashion_inputs", spec.hidden_module)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def hidden_padded(spec: ExerciseSpec, top: int = 2, left: int = 2) -> np.ndarray:
     """What pad_images returns for the grade-time images, the original at (top, left)."""
-    rng = np.random.default_rng(int(spec.hidden["pad_seed"]))
-    images = rng.integers(1, 256, size=(int(spec.hidden["pad_count"]), 28, 28), dtype=np.uint8)
+    images = hidden_inputs(spec).images(spec.hidden["pad_seed"], spec.hidden["pad_count"])
     padded = np.zeros((len(images), 32, 32, 1), dtype=np.uint8)
     padded[:, top : top + 28, left : left + 28, 0] = images
     return padded
@@ -287,7 +298,9 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     assert said["test_pad_values"].startswith(
         "the original pixels start at row 4 and column 4 of the padded image"
     )
-    assert said["test_conv_layers"].startswith("convolution 1 needs a 3x3 kernel")
+    assert said["test_conv_layers"].startswith(
+        "your convolutions: layer 1 (Conv2D): kernel_size should be 3x3, yours is 5x5"
+    )
     assert said["test_no_flip"].startswith(
         "your augmentation flips the images (RandomFlip, mode horizontal)"
     )
@@ -299,8 +312,8 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     assert said["test_lenet_comparison"].startswith("the LeNet accuracy you reported (0.91)")
     hidden = said["test_hidden_width"]
     assert hidden.startswith("with another width, build_vgg returned convolutions")
-    # The hidden width never shows: the only digits are those of 512 // width.
-    assert not re.search(r"\d", hidden.replace("512", ""))
+    # The hidden width never shows: the only digits are 512 // width's and the layer numbers.
+    assert not re.search(r"\d", re.sub(r"512|Conv2D|layer \d+ |and \d+ more", "", hidden))
 
 
 def test_refused_model_and_missing_artifacts_fail_closed(
@@ -327,3 +340,20 @@ def test_refused_model_and_missing_artifacts_fail_closed(
     assert said["test_hidden_width"].startswith(
         "the grader called build_vgg with another width and got no model back"
     )
+
+
+def test_gradetime_cell_pads_the_hidden_modules_images(spec: ExerciseSpec, tmp_path: Path) -> None:
+    """The grade-time cell calls pad_images on hidden_inputs.images of the [hidden] values (the
+    images the checks rebuild), made in the grader's notebook from the module itself."""
+    loader, pad_cell, _ = gradetime_sources(spec)
+    seen: list[np.ndarray] = []
+
+    def pad_images(images: np.ndarray) -> np.ndarray:
+        seen.append(images)
+        return np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
+
+    namespace = {"ARTIFACT_DIR": str(tmp_path), "pad_images": pad_images}
+    for source in (loader, pad_cell):
+        exec(compile(source, "gradetime", "exec"), namespace)
+    assert np.array_equal(np.load(tmp_path / "hidden_padded.npy"), hidden_padded(spec))
+    assert seen[0].dtype == np.uint8 and seen[0].min() > 0  # no black pixel to hide a shift

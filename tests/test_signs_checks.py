@@ -259,7 +259,9 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     ]
     assert report.points == 5.0
     said = messages(report)
-    assert "the first Conv2D's padding ('valid')" in said["test_conv_layers"]
+    assert (
+        "layer 1 (Conv2D): padding should be 'valid', yours is 'same'" in said["test_conv_layers"]
+    )
     assert "your layers output 64x64x8, 32x32x8" in said["test_output_shapes"]
     assert said["test_total_params"].startswith("your network has 139,446 parameters")
     assert "yours differs in learning_rate" in said["test_optimizer"]
@@ -284,9 +286,12 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     )
     assert said["test_expand_dims"].startswith("img_tensor has shape [64, 64, 3]")
     hidden = said["test_hidden_build_model"]
-    assert hidden.startswith("with other arguments, build_model got the first Conv2D's filters")
-    # The hidden n-values never show: no digit but those of n1..n6 and Conv2D.
-    assert not re.search(r"\d", re.sub(r"\bn[1-6]\b|Conv2D", "", hidden))
+    assert hidden.startswith(
+        "with other arguments, build_model's network differs: layer 1 (Conv2D) has the wrong "
+        "filters"
+    )
+    # The hidden n-values never show: no digit but n1..n6, Conv2D and how many layers differ.
+    assert not re.search(r"\d", re.sub(r"\bn[1-6]\b|Conv2D|layer \d+ |and \d+ more", "", hidden))
 
 
 def test_refused_model_and_missing_artifacts_fail_closed(

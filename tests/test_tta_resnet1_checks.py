@@ -17,7 +17,6 @@ import importlib.util
 import json
 import pickle
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import pytest
 
 from deepgrade import notebooks
 from deepgrade.checks.runner import run_checks
+from deepgrade.datasets import cifar10
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import GradingProfile, resolve_profile
@@ -273,25 +273,40 @@ def test_tta_checks_are_worth_14_points(spec: ExerciseSpec) -> None:
     assert sum(found.values()) == 14
 
 
-def test_hidden_images_are_rebuilt_identically(
+def test_gradetime_cells_give_the_functions_the_modules_images(
     spec: ExerciseSpec, world: dict[str, Any], tmp_path: Path
 ) -> None:
-    """The grade-time cell and the checks' conftest make the same hidden images."""
-    module_spec = importlib.util.spec_from_file_location("tta_conftest", EXERCISE / "conftest.py")
+    """The grade-time cells call preprocess on hidden_inputs.pick's images of the [hidden] seed
+    and each measured tta_predict on those picked with the runner's nonce, scaled by the
+    grader: the images the checks rebuild with the same module."""
+    assert spec.hidden_module is not None
+    module_spec = importlib.util.spec_from_file_location("tta_inputs", spec.hidden_module)
     assert module_spec is not None and module_spec.loader is not None
-    conftest = importlib.util.module_from_spec(module_spec)
-    sys.modules["tta_conftest"] = conftest  # its dataclasses resolve their module
-    module_spec.loader.exec_module(conftest)
-    namespace = run_gradetime(spec, world["data_dir"], tmp_path / "out", student_functions())
-    x_test, _ = conftest.read_test_batch(world["data_dir"])
-    rebuilt = conftest.hidden_images(x_test, spec.hidden["images"])
-    assert rebuilt.dtype == np.uint8 and len(rebuilt) == N_TEST
-    assert np.array_equal(namespace["_dg_hidden_uint8"], rebuilt)
-    assert not any(np.array_equal(rebuilt[0], image) for image in x_test)  # perturbed
-    # A measured call's images: picked with the runner's nonce, the same way on both sides.
-    picked = namespace["_dg_pick"](namespace["_dg_test_uint8"], 4242)
-    assert np.array_equal(picked, conftest.hidden_images(x_test, spec.hidden["images"], 4242))
-    assert not np.array_equal(picked, rebuilt)
+    inputs = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(inputs)
+    seen: dict[str, list[np.ndarray]] = {"preprocess": [], "tta_predict": []}
+    functions = student_functions()
+
+    def recording(name: str) -> Any:
+        def call(*args: Any) -> Any:
+            seen[name].append(np.array(args[-1]))
+            return functions[name](*args)
+
+        return call
+
+    usage: dict[str, dict[str, float]] = {}
+    run_gradetime(
+        spec, world["data_dir"], tmp_path / "out", {n: recording(n) for n in seen}, usage=usage
+    )
+    x_test, _ = cifar10.load_test(world["data_dir"])
+    hidden = spec.hidden["images"]
+    assert np.array_equal(seen["preprocess"][0], inputs.pick(x_test, hidden))
+    assert not any(np.array_equal(seen["preprocess"][0][0], image) for image in x_test)
+    _warm_up, *measured = seen["tta_predict"]
+    assert [entry["nonce"] for entry in usage.values()] == [1000, 1001, 1002]
+    for nonce, images in zip((1000, 1001, 1002), measured, strict=True):
+        assert np.array_equal(images, inputs.scale(inputs.pick(x_test, hidden, nonce)))
+    assert not np.array_equal(measured[0], measured[1])
 
 
 @pytest.mark.parametrize("unsafe", [True, False], ids=["unsafe", "sandboxed"])

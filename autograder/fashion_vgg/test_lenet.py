@@ -1,38 +1,67 @@
 """Exercise 6: the comparison with LeNet, present and plausible.
 
-The LeNet is saved as lenet.keras: the grader measures its accuracy itself, requires a trained
-network (the profile's lenet_test_accuracy threshold, well under the course's 91%) and the
-accuracy the notebook reported to agree with what it measured, so the comparison rests on a
-real run, not a number copied from the course.
+The LeNet is saved as lenet.keras: its layers and compile settings must be Exercise 6's, the
+grader measures its accuracy itself, requires a trained network (the profile's
+lenet_test_accuracy threshold, well under the course's 91%) and the accuracy the notebook
+reported to agree with what it measured, so the comparison rests on a real run, not a number
+copied from the course.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deepgrade.checks import (
+    compile_config,
+    expect_input,
+    expect_layers,
+    expect_loss,
+    expect_optimizer,
+)
+
+ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999}  # Adam()'s defaults
 AGREEMENT = 0.02  # the notebook evaluated the same images; GPU vs CPU round-off only
-MAX_CONVS = 3  # a LeNet, not a second VGG
+CONV = {"kernel_size": 5, "strides": 1, "padding": "valid", "activation": "relu"}
+POOL = ("MaxPooling2D", {"pool_size": 2, "strides": 2, "padding": "valid"})
+LENET = [
+    ("Conv2D", {"filters": 20, **CONV}),
+    POOL,
+    ("Conv2D", {"filters": 40, **CONV}),
+    POOL,
+    ("Flatten", {}),
+    ("Dense", {"units": 200, "activation": "relu"}),
+    ("Dense", {"units": 10, "activation": "softmax"}),
+]
 
 
 @pytest.mark.points(2)
 def test_lenet_comparison(
     answers: dict[str, Any],
     load_model: Callable[[str], Any],
+    artifact: Callable[[str], Path],
     accuracy_of: Callable[[str], float],
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
 ) -> None:
-    """A trained LeNet, its test accuracy reported for the comparison"""
+    """Exercise 6's LeNet, trained, its test accuracy reported for the comparison"""
     lenet = load_model("lenet.keras")
-    convs = sum(type(layer).__name__ == "Conv2D" for layer in lenet.layers)
-    assert 1 <= convs <= MAX_CONVS, (
-        f"lenet has {convs} Conv2D layers; the LeNet to compare with has two 5x5 convolutions "
-        "(20 and 40 filters), each followed by max-pooling"
+    expect_input(lenet, (32, 32, 1), hint="start lenet with keras.Input((32, 32, 1))")
+    expect_layers(
+        lenet,
+        LENET,
+        what="your lenet",
+        hint="Exercise 6's LeNet is Conv2D(20, (5, 5), relu), MaxPooling2D((2, 2)), "
+        "Conv2D(40, (5, 5), relu), MaxPooling2D((2, 2)), Flatten(), Dense(200, relu), "
+        "Dense(10, softmax)",
     )
+    config = compile_config(artifact("lenet.keras"))
+    expect_optimizer(config, "Adam", ADAM, spelled="keras.optimizers.Adam() (like the VGG)")
+    expect_loss(config, "categorical_crossentropy", hint="compile lenet like the VGG")
     measured = accuracy_of("lenet.keras")
     measure("lenet_test_accuracy", measured)
     required = threshold("lenet_test_accuracy")

@@ -1,19 +1,22 @@
 """Exercise 1: pad_images, judged on images the student never saw.
 
 A grade-time cell called pad_images on random uint8 images made from the spec's hidden seed
-and saved what it returned (hidden_padded.npy); this check makes the same images and pads them
-itself. The images have no black pixel, so a border in the wrong place or a resize shows.
-Messages never give the hidden seed or the number of images.
+(hidden_inputs.images) and saved what it returned (hidden_padded.npy); this check makes the
+same images and pads them itself. The images have no black pixel, so a border in the wrong
+place or a resize shows. Messages never give the hidden seed or the number of images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import hidden_inputs
 import numpy as np
 import pytest
+
+from deepgrade.checks import fail
 
 ADVICE = (
     "cv2.copyMakeBorder(image, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=0) on each image, then "
@@ -21,22 +24,12 @@ ADVICE = (
 )
 
 
-def _fail(message: str) -> NoReturn:
-    pytest.fail(message, pytrace=False)
-
-
-def hidden_images(hidden: Any) -> np.ndarray:
-    """The grade-time cell's images, made again from the same seed."""
-    rng = np.random.default_rng(int(hidden["pad_seed"]))
-    return rng.integers(1, 256, size=(int(hidden["pad_count"]), 28, 28), dtype=np.uint8)
-
-
 @pytest.fixture(scope="module")
 def padded(artifacts_dir: Path) -> np.ndarray:
     """What the student's pad_images returned for the grader's images."""
     path = artifacts_dir / "hidden_padded.npy"
     if path.is_symlink() or not path.is_file():
-        _fail(
+        fail(
             "the grader called pad_images on other images and got nothing back (it raised an "
             "error, returned something that is not a numeric array, or the notebook stopped "
             "before): make pad_images(images) return a numpy array"
@@ -44,7 +37,7 @@ def padded(artifacts_dir: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError):
-        _fail("pad_images must return a numpy array of numbers")
+        fail("pad_images must return a numpy array of numbers")
 
 
 @pytest.mark.points(1)
@@ -79,10 +72,10 @@ def test_pad_values(
     padded: np.ndarray, hidden: Any, grader_pad: Callable[[np.ndarray], np.ndarray]
 ) -> None:
     """pad_images keeps every pixel, centred, with a black 2-pixel border"""
-    images = hidden_images(hidden)
+    images = hidden_inputs.images(hidden["pad_seed"], hidden["pad_count"])
     n = len(images)
     if padded.size != n * 32 * 32 or not np.issubdtype(padded.dtype, np.number):
-        _fail(
+        fail(
             f"pad_images should return n images of 32x32 pixels (shape (n, 32, 32, 1)); it "
             f"returned images of shape {padded.shape[1:]}: {ADVICE}"
         )
@@ -92,14 +85,14 @@ def test_pad_values(
         return
     where = _offset(found, images)
     if where is None:
-        _fail(
+        fail(
             "pad_images changed the images' pixels (a resize or a zoom interpolates them): "
             f"add a border instead, {ADVICE}"
         )
     if where != (2, 2):
         top, left = where
-        _fail(
+        fail(
             f"the original pixels start at row {top} and column {left} of the padded image; "
             "they should start at row 2 and column 2 (2 pixels on each of the four sides)"
         )
-    _fail("the 2-pixel border must be black (value 0): use cv2.BORDER_CONSTANT with value=0")
+    fail("the 2-pixel border must be black (value 0): use cv2.BORDER_CONSTANT with value=0")

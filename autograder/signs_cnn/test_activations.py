@@ -6,12 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from network import PUBLIC_N, expected_shapes, show
 
-SHAPES = [(62, 62, 8), (31, 31, 8), (29, 29, 16), (14, 14, 16), (12, 12, 32), (6, 6, 32)]
-
-
-def _fmt(shape: Any) -> str:
-    return "x".join(str(d) for d in shape)
+SHAPES = expected_shapes(PUBLIC_N)[:6]  # 3 Conv2D and 3 MaxPooling2D
 
 
 @pytest.mark.points(2)
@@ -21,8 +18,8 @@ def test_activation_model_outputs(load_model: Callable[[str], Any]) -> None:
     shapes = [tuple(output.shape[1:]) for output in model.outputs]
     assert shapes == SHAPES, (
         f"your activation model has {len(shapes)} outputs shaped "
-        f"{', '.join(_fmt(s) for s in shapes) or 'nothing'}; it should output the 6 first "
-        f"layers (3 Conv2D, 3 MaxPooling2D): {', '.join(_fmt(s) for s in SHAPES)}. Use "
+        f"{', '.join(map(show, shapes)) or 'nothing'}; it should output the 6 first "
+        f"layers (3 Conv2D, 3 MaxPooling2D): {', '.join(map(show, SHAPES))}. Use "
         "keras.Model(inputs=model.inputs, outputs=[layer.output for layer in model.layers[:6]])"
     )
 

@@ -1,9 +1,10 @@
 """Fixtures of the TTA hidden checks: the grader's test set, its own copy of resnet1, the
-hidden images rebuilt from spec.toml's [hidden] values, and the grader's own predictions.
+hidden images rebuilt with hidden_inputs.py from spec.toml's [hidden] values, and the grader's
+own predictions.
 
 Accuracy is judged on the grader's data with the grader's scaling (x / 255 - 0.5), never on
-what the notebook printed. deepgrade's plugin (`-p deepgrade.checks.plugin`) provides the other
-fixtures: answers, artifact, threshold, measure, hidden, profile, data_dir, stage1_usage.
+what the notebook printed. deepgrade's plugin provides the other fixtures (answers, artifact,
+threshold, measure, hidden, profile, data_dir, stage1_usage).
 
 tta_predict is judged on its measured calls only (gradetime.py, `# deepgrade-measure: tta_K`):
 stage 1's runner, outside the student's kernel, put a fresh random number (the nonce) into each
@@ -14,51 +15,22 @@ The images of a call are picked from the test set with that nonce; `rounds` rebu
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import hidden_inputs
 import numpy as np
 import pytest
+
+from deepgrade.checks import fail
 
 # The notebook's setup cell sets this before importing keras; the grader's own predict
 # (the cost baseline) runs with the same settings.
 os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
 
-N_CLASSES = 10
-N_VIEWS = 11
 ROUNDS = ("tta_1", "tta_2", "tta_3")  # the measured cells of gradetime.py, in order
-
-
-def fail(message: str) -> NoReturn:
-    pytest.fail(message, pytrace=False)
-
-
-def scale(images: np.ndarray) -> np.ndarray:
-    """resnet1's input scaling, as program 10 trained it: [-0.5, 0.5]."""
-    return images.astype(np.float32) / 255.0 - 0.5
-
-
-def read_test_batch(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The CIFAR-10 python `test_batch`, read as the notebook's locked cell reads it."""
-    with open(data_dir / "test_batch", "rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
-    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return images.transpose(0, 2, 3, 1), np.asarray(batch[b"labels"], dtype=np.int64)
-
-
-def hidden_images(
-    test_images: np.ndarray, spec: Mapping[str, Any], seed: int | None = None
-) -> np.ndarray:
-    """The grade-time cells' hidden images (gradetime.py, _dg_pick): the same steps. `seed`
-    replaces spec's seed: a measured call's images are picked with its nonce."""
-    rng = np.random.default_rng(spec["seed"] if seed is None else seed)
-    size = min(int(spec["n_images"]), len(test_images))
-    chosen = test_images[rng.choice(len(test_images), size=size, replace=False)]
-    noise = rng.integers(-spec["noise"], spec["noise"] + 1, size=chosen.shape)
-    return np.clip(chosen.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -85,13 +57,16 @@ def grader(data_dir: Path, hidden: Any) -> Grader:
     """The grader's own predictions with its own copy of resnet1 (a trusted file)."""
     import keras
 
-    x_test, y_test = read_test_batch(data_dir)
+    from deepgrade.datasets import cifar10
+
+    x_test, y_test = cifar10.load_test(data_dir)
     model = keras.saving.load_model(data_dir / "resnet1.keras")
-    secret = hidden_images(x_test, hidden["images"])
     return Grader(
         y_test=y_test,
-        plain_test=np.asarray(model.predict(scale(x_test), batch_size=256, verbose=0)),
-        hidden_uint8=secret,
+        plain_test=np.asarray(
+            model.predict(hidden_inputs.scale(x_test), batch_size=256, verbose=0)
+        ),
+        hidden_uint8=hidden_inputs.pick(x_test, hidden["images"]),
         x_test_uint8=x_test,
         model=model,
     )
@@ -108,6 +83,18 @@ class Round:
     wall_s: float
 
 
+def _array(path: Path) -> np.ndarray | None:
+    """The numeric (or boolean) array saved at `path`; None when there is none."""
+    try:
+        array = np.load(path, allow_pickle=False) if not path.is_symlink() else None
+    except (OSError, ValueError, EOFError):
+        return None
+    numeric = isinstance(array, np.ndarray) and (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    )
+    return array if numeric else None
+
+
 @pytest.fixture(scope="session")
 def rounds(
     grader: Grader, hidden: Any, stage1_usage: dict[str, dict[str, float]], artifacts_dir: Path
@@ -119,22 +106,11 @@ def rounds(
         usage = stage1_usage.get(name)
         if usage is None:
             continue
-        images = hidden_images(grader.x_test_uint8, hidden["images"], seed=int(usage["nonce"]))
-        output = _numeric(artifacts_dir / f"hidden_tta_{number}.npy")
+        images = hidden_inputs.pick(grader.x_test_uint8, hidden["images"], int(usage["nonce"]))
+        output = _array(artifacts_dir / f"hidden_tta_{number}.npy")
+        output = None if output is None else output.astype(np.float64)
         found.append(Round(name, images, output, usage["cpu_s"], usage["wall_s"]))
     return found
-
-
-def _numeric(path: Path) -> np.ndarray | None:
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
-        return None
-    return array.astype(np.float64)
 
 
 @pytest.fixture(scope="session")
@@ -150,13 +126,8 @@ def load_array(artifacts_dir: Path) -> Callable[[str, str], np.ndarray]:
                 "raised an error, or the notebook stopped before): run the whole notebook and "
                 "make it work on any number of images"
             )
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            fail(f"{what} did not return a numeric array: return a numpy array")
-        if not isinstance(array, np.ndarray) or not (
-            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-        ):
+        array = _array(path)
+        if array is None:
             fail(f"{what} did not return a numeric array: return a numpy array")
         return array
 

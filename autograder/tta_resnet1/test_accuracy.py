@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import N_CLASSES, fail
+from tta_views import N_CLASSES
+
+from deepgrade.checks import fail
 
 # GPU vs CPU round-off can flip the argmax of a few near-ties: 3 images in 1000.
 REPORT_TOLERANCE = 0.003

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import scale
+from hidden_inputs import scale
+
+from deepgrade.checks import fail
 
 TOLERANCE = 1e-5  # float32 round-off of x / 255 - 0.5 written another way
 
@@ -23,10 +25,9 @@ def test_preprocess_hidden(grader: Any, load_array: Callable[[str, str], np.ndar
     )
     got = got.astype(np.float64)
     if np.allclose(got, expected + 0.5, atol=TOLERANCE):
-        pytest.fail(
+        fail(
             "preprocess returns images in [0, 1]; resnet1 was trained on [-0.5, 0.5]: "
-            "subtract 0.5 after dividing by 255",
-            pytrace=False,
+            "subtract 0.5 after dividing by 255"
         )
     assert np.allclose(got, expected, atol=TOLERANCE), (
         f"preprocess returns values from {got.min():g} to {got.max():g} that differ from "

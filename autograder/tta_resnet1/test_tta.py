@@ -1,9 +1,9 @@
 """Exercise 3: tta_predict, called by the grader on hidden images with its own resnet1.
 
-Judged on its measured calls only (conftest.rounds): the images are picked with a nonce stage 1's
-runner drew as the call started, the output is compared with the grader's own 11-view means
-(tta_views.py), and the cost is the CPU time the runner measured outside the student's kernel
-over the grader's own plain predict of the same images, measured here.
+Judged on its measured calls only (the `rounds` fixture): the images are picked with a nonce
+stage 1's runner drew as the call started, the output is compared with the grader's own 11-view
+means (tta_views.py), and the cost is the CPU time the runner measured outside the student's
+kernel over the grader's own plain predict of the same images, measured here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import tta_views
-from conftest import N_CLASSES, N_VIEWS, Round, fail, scale
+from hidden_inputs import scale
+from tta_views import N_CLASSES, N_VIEWS
+
+from deepgrade.checks import fail
 
 SUM_TOLERANCE = 1e-3  # float32 means of float32 softmax rows sum to 1 within ~1e-6
 AGREEMENT = 0.8  # TTA changes some argmaxes of plain prediction, never most of them
@@ -24,7 +27,7 @@ BASELINE_ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
-def first(rounds: list[Round]) -> Round:
+def first(rounds: list[Any]) -> Any:
     """The first measured call: the output the views, mean and agreement checks judge."""
     if not rounds or rounds[0].name != "tta_1":
         fail(
@@ -36,7 +39,7 @@ def first(rounds: list[Round]) -> Round:
 
 
 @pytest.fixture(scope="module")
-def hidden_tta(first: Round) -> np.ndarray:
+def hidden_tta(first: Any) -> np.ndarray:
     if first.output is None:
         fail(
             "the grader called tta_predict on images you never saw and got nothing back (it "
@@ -47,19 +50,19 @@ def hidden_tta(first: Round) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def match(first: Round, hidden_tta: np.ndarray, grader: Any) -> tta_views.Match | None:
+def match(first: Any, hidden_tta: np.ndarray, grader: Any) -> tta_views.Match | None:
     """The grader's 11-view mean closest to the output (None when the shape is wrong)."""
     if not _shape_ok(hidden_tta, first):
         return None
     return tta_views.closest_variant(grader.predict, scale(first.images), hidden_tta)
 
 
-def _shape_ok(array: np.ndarray, first: Round) -> bool:
+def _shape_ok(array: np.ndarray, first: Any) -> bool:
     return array.shape == (len(first.images), N_CLASSES) and bool(np.all(np.isfinite(array)))
 
 
 @pytest.mark.points(1)
-def test_tta_shape(hidden_tta: np.ndarray, first: Round) -> None:
+def test_tta_shape(hidden_tta: np.ndarray, first: Any) -> None:
     """tta_predict returns one row of 10 class scores per image"""
     assert hidden_tta.ndim == 2 and hidden_tta.shape[1:] == (N_CLASSES,), (
         f"tta_predict returned an array of {hidden_tta.ndim} axes shaped {hidden_tta.shape[1:]} "
@@ -74,7 +77,7 @@ def test_tta_shape(hidden_tta: np.ndarray, first: Round) -> None:
 
 
 @pytest.mark.points(2)
-def test_tta_mean_probabilities(hidden_tta: np.ndarray, first: Round) -> None:
+def test_tta_mean_probabilities(hidden_tta: np.ndarray, first: Any) -> None:
     """tta_predict returns mean probabilities: rows in [0, 1] summing to 1, not votes"""
     if not _shape_ok(hidden_tta, first):
         fail("tta_predict's result does not have shape (n, 10): see the shape check")
@@ -103,7 +106,7 @@ def test_tta_mean_probabilities(hidden_tta: np.ndarray, first: Round) -> None:
 @pytest.mark.points(1)
 def test_tta_views(
     hidden_tta: np.ndarray,
-    first: Round,
+    first: Any,
     match: tta_views.Match | None,
     grader: Any,
     measure: Callable[[str, float], None],
@@ -129,7 +132,7 @@ def test_tta_views(
 
 
 @pytest.mark.points(1)
-def test_tta_agrees_with_plain(hidden_tta: np.ndarray, first: Round, grader: Any) -> None:
+def test_tta_agrees_with_plain(hidden_tta: np.ndarray, first: Any, grader: Any) -> None:
     """tta_predict averages views of the same image: close to, but not equal to, one predict"""
     if not _shape_ok(hidden_tta, first):
         fail("tta_predict's result does not have shape (n, 10): see the shape check")
@@ -161,7 +164,7 @@ def _baseline(grader: Any, images: np.ndarray) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
-def _counted(rounds: list[Round], match: tta_views.Match | None, grader: Any) -> list[Round]:
+def _counted(rounds: list[Any], match: tta_views.Match | None, grader: Any) -> list[Any]:
     """The measured calls whose output is the 11-view mean the first call was recognised as
     (only the first when none was): a cheap wrong answer never sets the cost."""
     first = rounds[0]
@@ -182,8 +185,8 @@ def _counted(rounds: list[Round], match: tta_views.Match | None, grader: Any) ->
 
 @pytest.mark.points(2)
 def test_tta_cost(
-    rounds: list[Round],
-    first: Round,
+    rounds: list[Any],
+    first: Any,
     hidden_tta: np.ndarray,
     match: tta_views.Match | None,
     grader: Any,

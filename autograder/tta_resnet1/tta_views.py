@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PAD = 2
+N_CLASSES = 10
 # (mirrored, rows down, columns right)
 BASE_VIEWS = (
     (False, 0, 0),
@@ -29,6 +30,8 @@ BASE_VIEWS = (
     (True, 2, 0),
     (True, -2, 0),
 )
+N_VIEWS = len(BASE_VIEWS) + 1  # and one diagonal
+REFERENCE_DIAGONAL = (False, 2, 2)  # the reference solution's
 DIAGONALS = tuple((m, d, r) for m in (False, True) for d in (2, -2) for r in (2, -2))
 FILLS = ("edge", "wrap", "constant")
 # The student's mean may differ from the grader's by round-off (another batch layout, another
@@ -51,12 +54,6 @@ class Variant:
     @property
     def views(self) -> tuple[View, ...]:
         return (*BASE_VIEWS, self.diagonal)
-
-    def describe(self) -> str:
-        mirrored, down, right = self.diagonal
-        return (
-            f"fill {self.fill}, diagonal {'mirrored ' if mirrored else ''}({down:+d}, {right:+d})"
-        )
 
 
 VARIANTS = tuple(Variant(fill, diagonal) for fill in FILLS for diagonal in DIAGONALS)

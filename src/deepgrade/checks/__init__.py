@@ -34,7 +34,16 @@ from __future__ import annotations
 
 from deepgrade.checks.compiled import compile_config, expect_loss, expect_optimizer, loss_name
 from deepgrade.checks.expect import close, expect_accuracy, expect_history, fail
-from deepgrade.checks.layers import LayerInfo, expect_layers, flat_layers, layer_table, pair
+from deepgrade.checks.layers import (
+    LayerInfo,
+    expect_input,
+    expect_layers,
+    flat_layers,
+    input_shape,
+    layer_table,
+    of_kind,
+    pair,
+)
 from deepgrade.checks.predict import predict_or_fail
 
 __all__ = [
@@ -43,13 +52,16 @@ __all__ = [
     "compile_config",
     "expect_accuracy",
     "expect_history",
+    "expect_input",
     "expect_layers",
     "expect_loss",
     "expect_optimizer",
     "fail",
     "flat_layers",
+    "input_shape",
     "layer_table",
     "loss_name",
+    "of_kind",
     "pair",
     "predict_or_fail",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any
 
 from deepgrade.checks.expect import fail
@@ -17,6 +18,7 @@ from deepgrade.checks.expect import fail
 # Config keys Keras saves either as an int or as a per-axis tuple.
 _PER_AXIS = frozenset({"kernel_size", "strides", "pool_size", "dilation_rate", "size"})
 MAX_LISTED = 3  # differences named in one message
+LONG = 12  # longer lists of layer types are not spelled out in a message
 
 
 def pair(value: Any) -> tuple[Any, ...]:
@@ -101,6 +103,16 @@ def layer_differences(
     kinds = [type(layer).__name__ for layer in layers]
     wanted = [kind for kind, _ in expected]
     if kinds != wanted:
+        if show and len(wanted) > LONG:  # a whole list would not fit: the first difference
+            index = next(
+                i for i, pair in enumerate(zip_longest(kinds, wanted)) if len(set(pair)) > 1
+            )
+            found = kinds[index] if index < len(kinds) else "nothing"
+            should = wanted[index] if index < len(wanted) else "nothing"
+            return [
+                f"layer {index + 1} is {found} where the exercise has {should} ({len(kinds)} "
+                f"layers; the exercise has {len(wanted)})"
+            ]
         if show:
             return [
                 f"the layers are {', '.join(kinds) or 'none'}; they should be {', '.join(wanted)}"
@@ -129,11 +141,34 @@ def expect_layers(
     what: str = "your network",
     keep: Callable[[Any], bool] | None = None,
     show: bool = True,
+    hint: str = "",
 ) -> None:
     """The model's flat layers (those `keep` accepts) are `expected`, type by type and in
-    each fixed config key; fails naming the first differences."""
+    each fixed config key; fails naming the first differences, then `hint` (what to do)."""
     problems = layer_differences(flat_layers(model, keep=keep), expected, show=show)
     if problems:
         more = len(problems) - MAX_LISTED
         listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
-        fail(f"{what}: {listed}")
+        fail(f"{what}: {listed}" + (f". {hint}" if hint else ""))
+
+
+def of_kind(*kinds: str) -> Callable[[Any], bool]:
+    """A `keep` for layers of these classes only: `flat_layers(model, keep=of_kind("Conv2D"))`."""
+    return lambda layer: type(layer).__name__ in kinds
+
+
+def input_shape(model: Any) -> tuple[int | None, ...] | None:
+    """The model's input shape without the batch axis, or None when it has no single input."""
+    try:
+        (tensor,) = model.inputs
+        return tuple(None if dim is None else int(dim) for dim in tensor.shape[1:])
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def expect_input(model: Any, shape: Sequence[int], *, hint: str) -> None:
+    """The model takes one input of `shape` (batch axis left out); `hint` says how."""
+    found = input_shape(model)
+    if found != tuple(shape):
+        seen = "no single input" if found is None else "x".join(map(str, found))
+        fail(f"the network's input is {seen}; it should be {'x'.join(map(str, shape))}: {hint}")

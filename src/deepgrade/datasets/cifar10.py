@@ -257,6 +257,14 @@ def load(directory: Path) -> Cifar10Data:
     return Cifar10Data(label_names=label_names, **arrays)
 
 
+def load_test(directory: Path) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Only the test split, (images, labels), read and checked as `load` reads it: for checks
+    that need no training images (the folder may hold test_batch alone)."""
+    path = Path(directory) / TEST_FILE
+    data, labels = _check_batch(path, _read(path))
+    return _images(data), labels
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 
