@@ -351,10 +351,15 @@ def test_the_backstop_cleans_control_characters() -> None:
     assert redact.clean("x" * 50, 10) == "xxxxxxx..."
 
 
-def _leaky_result() -> SubmissionResult:
-    check = CheckResult(
-        "test_a::test_b", "The title", 0.0, 2.0, False, "has shape [6, 12, 24, 48, 24, 6]"
-    )
+def _signs_hidden_n() -> list[int]:
+    """signs_cnn's hidden n-values, as its spec.toml has them today."""
+    return [int(n) for n in load_exercise(PROJECT.autograder, "signs_cnn").hidden["build_model_n"]]
+
+
+def _leaky_result(hidden_n: list[int] | None = None) -> SubmissionResult:
+    """A result whose message carries hidden n-values (by default signs_cnn's own)."""
+    shown = hidden_n if hidden_n is not None else _signs_hidden_n()
+    check = CheckResult("test_a::test_b", "The title", 0.0, 2.0, False, f"has shape {shown}")
     fine = CheckResult("test_a::test_c", "Other", 0.0, 1.0, False, "has 6 layers")
     return SubmissionResult(
         student="s",
@@ -430,7 +435,8 @@ def _signs_leaks(text: str) -> list[str]:
     """Any trace of signs_cnn's hidden n-values or of the grade-time cells' source."""
     found = []
     numbers = [int(n) for n in re.findall(r"\d+", text)]
-    if any(numbers[i : i + 6] == [6, 12, 24, 48, 24, 6] for i in range(len(numbers))):
+    hidden = _signs_hidden_n()
+    if any(numbers[i : i + len(hidden)] == hidden for i in range(len(numbers))):
         found.append("build_model_n")
     found += [word for word in ("HIDDEN", "build_model_n", "_dg_", "LEAK") if word in text]
     return found
@@ -496,7 +502,7 @@ def test_hostile_signs_submissions_leak_nothing(
 
 def test_grader_results_parse(tmp_path: Path) -> None:
     """to_json/from_json keep withheld text as it is (the gradebook stores what was shown)."""
-    result = redact.withhold(_leaky_result(), SIGNS_SECRETS)
+    result = redact.withhold(_leaky_result([6, 12, 24, 48, 24, 6]), SIGNS_SECRETS)
     assert SubmissionResult.from_json(result.to_json()) == result
     assert result.detail == redact.WITHHELD
     assert [c.message for c in result.checks] == [redact.WITHHELD, "has 6 layers"]
