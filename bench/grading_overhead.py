@@ -64,12 +64,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = batch_settings(project, args.exercise, "smoke", Path(tmp) / "runs", unsafe=False)
         spec = settings.spec
-        profile = spec.profile("smoke")
+        profile = settings.profile
+        limits = profile.spec
         prepared = Path(tmp) / "prepared.ipynb"
         solution = project.solutions / spec.name / spec.notebook
         assert not prepare_notebook(solution, settings, prepared)
-        data_dir = settings.data_files[0].parent
-        parameters = dict(profile.parameters, PROFILE="smoke")
+        data_dir = profile.files[0].parent
+        parameters = dict(profile.parameters)
         times: dict[str, list[float]] = {"bare": [], "stage1": [], "stage2": []}
         for round_ in range(args.rounds):
             work = Path(tmp) / f"round{round_}"
@@ -79,23 +80,17 @@ def main() -> None:
                 result = execute_notebook(
                     prepared,
                     parameters=parameters,
-                    data_files=settings.data_files,
+                    data_files=profile.files,
                     workdir=work / "sandboxed",
-                    cell_timeout_s=profile.cell_timeout_s,
-                    notebook_timeout_s=profile.notebook_timeout_s,
-                    memory_mb=profile.memory_mb,
-                    artifact_cap_mb=profile.artifact_cap_mb,
+                    cell_timeout_s=limits.cell_timeout_s,
+                    notebook_timeout_s=limits.notebook_timeout_s,
+                    memory_mb=limits.memory_mb,
+                    artifact_cap_mb=limits.artifact_cap_mb,
                 )
                 assert result.verdict == "graded", result.detail
                 times["stage1"].append(result.seconds)
                 started = time.perf_counter()
-                report = run_checks(
-                    spec,
-                    "smoke",
-                    result.artifacts_dir,
-                    settings.data_files,
-                    workdir=work / "sandboxed",
-                )
+                report = run_checks(spec, profile, result.artifacts_dir, workdir=work / "sandboxed")
                 times["stage2"].append(time.perf_counter() - started)
                 assert report.points == report.max_points, report
 

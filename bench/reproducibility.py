@@ -32,6 +32,7 @@ from deepgrade import execute
 from deepgrade.batch import batch_settings
 from deepgrade.exercise import load_exercise
 from deepgrade.grade import grade_submission
+from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
 from deepgrade.samples import apply_edits, load_samples
 from deepgrade.submissions import Submission
@@ -102,7 +103,8 @@ def main() -> None:
             for index, run in enumerate(runs):
                 # Exactly as grading does (both stages, grade-time cells); only SEED differs.
                 work = Path(tmp) / f"seed{seed}-{index}"
-                settings = replace(base, parameters={"SEED": seed}, workdir=work)
+                profile = resolve_profile(base.spec, args.profile, {"SEED": seed})
+                settings = replace(base, profile=profile, workdir=work)
                 submission = Submission(f"seed{seed}", source)
                 load_before = os.getloadavg()[0]
                 with hogging(run == "hog"):

@@ -27,6 +27,7 @@ from deepgrade import notebooks
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport
 
 # Keras 3.15 with TensorFlow under numpy 2 warns on every weight save; not ours to fix.
@@ -259,7 +260,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
 
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, *, unsafe: bool) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
-    return run_checks(spec, "smoke", world[name], world["data"], workdir=workdir, unsafe=unsafe)
+    profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
+    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def messages(report: CheckReport) -> dict[str, str]:

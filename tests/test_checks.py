@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import pytest
 from deepgrade.checks.plugin import student_message
 from deepgrade.checks.snapshots import Snapshot, encode_snapshot, read_results
 from deepgrade.errors import InputError
+from deepgrade.exercise import load_spec
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckResult, Verdict
 
 pytest_plugins = ["pytester"]
@@ -55,6 +58,8 @@ def _run(
     for name, text in (artifacts or {}).items():
         (art / name).write_text(text)
     results = pytester.path / "out" / "results.json"
+    profile = pytester.path / "profile.json"
+    resolve_profile(load_spec(directory), "smoke", {"SEED": 4}, data_files=()).write(profile)
     outcome = pytester.runpytest_subprocess(
         "-p",
         "deepgrade.checks.plugin",
@@ -64,7 +69,7 @@ def _run(
         f"--dg-exercise-dir={directory}",
         f"--dg-artifacts={art}",
         f"--dg-data={pytester.path}",
-        "--dg-profile=smoke",
+        f"--dg-profile-file={profile}",
         f"--dg-results={results}",
         str(directory),
     )
@@ -87,7 +92,8 @@ def test_points_titles_ids_and_fixtures(pytester: pytest.Pytester) -> None:
             """
             assert answers["x"] == 1
             assert list(hidden["n"]) == [6, 12]
-            assert profile.parameters["EPOCHS"] == 3
+            assert dict(profile.parameters) == {"EPOCHS": 3, "SEED": 4, "PROFILE": "smoke"}
+            assert profile.name == "smoke" and profile.spec.memory_mb == 512
             assert threshold("accuracy") == 0.5
             assert spec.name == "ex"
             assert (artifacts_dir / "answers.json").is_file() and data_dir.is_dir()
@@ -368,11 +374,11 @@ def _run_checks(tmp_path: Path, directory: Path, **kwargs: Any) -> Any:
 
     data = tmp_path / "labels.txt"
     data.write_text("0 1 2")
+    spec = load_spec(directory)
     return run_checks(
-        load_spec(directory),
-        "smoke",
+        spec,
+        resolve_profile(spec, "smoke", data_files=[data]),
         tmp_path / "artifacts",
-        [data],
         workdir=tmp_path / "work",
         **kwargs,
     )
@@ -470,13 +476,15 @@ def test_no_results_file_falls_back_to_the_checks_in_source(tmp_path: Path) -> N
     ]
 
 
-def test_unknown_profile_is_the_graders_error(tmp_path: Path) -> None:
+def test_another_exercises_profile_is_the_graders_error(tmp_path: Path) -> None:
     from deepgrade.checks.runner import run_checks
+    from deepgrade.errors import DeepgradeError
     from deepgrade.exercise import load_spec
 
-    directory = _spec_dir(tmp_path, "")
-    with pytest.raises(InputError, match="no profile 'full'"):
-        run_checks(load_spec(directory), "full", tmp_path, [], workdir=tmp_path, unsafe=True)
+    spec = load_spec(_spec_dir(tmp_path, ""))
+    other = resolve_profile(replace(spec, name="other"), "smoke", data_files=())
+    with pytest.raises(DeepgradeError, match="the other profile cannot check ex"):
+        run_checks(spec, other, tmp_path, workdir=tmp_path, unsafe=True)
 
 
 def test_missing_artifact_folder_fails_every_check_closed(tmp_path: Path) -> None:
@@ -493,9 +501,9 @@ def test_missing_artifact_folder_fails_every_check_closed(tmp_path: Path) -> Non
             pass
         """,
     )
-    report = run_checks(
-        load_spec(directory), "smoke", tmp_path / "never-made", [], workdir=tmp_path / "work"
-    )
+    spec = load_spec(directory)
+    profile = resolve_profile(spec, "smoke", data_files=())
+    report = run_checks(spec, profile, tmp_path / "never-made", workdir=tmp_path / "work")
     assert report.error is None
     assert [c.message for c in report.checks] == [
         "missing artifact answers.json: the locked cell that saves it did not run"

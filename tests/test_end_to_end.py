@@ -170,5 +170,8 @@ def test_regrading_is_resumable(graded: dict) -> None:
     ]
     done = deepgrade(*args, env=graded["env"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == ""  # everything already graded: nothing run again
+    # Everything already graded: nothing run again, each stored result printed as it was.
+    again = {r["student"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert all(r["cached"] for r in again.values())
+    assert {s: {**r, "cached": False} for s, r in again.items()} == graded["results"]
     assert "already graded" in done.stderr

@@ -28,6 +28,7 @@ from deepgrade.exercise import load_exercise
 from deepgrade.export import export_csv, export_gradescope, gradescope_results
 from deepgrade.grade import GRADETIME_TAG, HIDDEN_LOADER, GradeSettings, prepare_notebook
 from deepgrade.notebooks import append_cells
+from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
 from deepgrade.results import CheckResult, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.samples import Edit, Sample, apply_edits
@@ -253,9 +254,8 @@ def test_the_grader_notebook_holds_no_hidden_value(tmp_path: Path) -> None:
         spec = load_exercise(PROJECT.autograder, exercise)
         settings = GradeSettings(
             spec=spec,
-            profile="smoke",
+            profile=resolve_profile(spec, "smoke", data_files=(), model_files=()),
             release_notebook=PROJECT.release / exercise / spec.notebook,
-            data_files=(),
             workdir=tmp_path,
         )
         out = tmp_path / f"{exercise}.ipynb"
@@ -274,9 +274,8 @@ def test_a_student_cell_cannot_pose_as_a_grader_cell(tmp_path: Path) -> None:
     nb = nbformat.read(PROJECT.solutions / "signs_cnn" / spec.notebook, as_version=4)
     nb.cells[-1].metadata["tags"] = [GRADETIME_TAG]
     nbformat.write(nb, submission)
-    settings = GradeSettings(
-        spec, "smoke", PROJECT.release / "signs_cnn" / spec.notebook, (), tmp_path
-    )
+    profile = resolve_profile(spec, "smoke", data_files=())
+    settings = GradeSettings(spec, profile, PROJECT.release / "signs_cnn" / spec.notebook, tmp_path)
     out = tmp_path / "graded.ipynb"
     assert prepare_notebook(submission, settings, out) == []
     graded = nbformat.read(out, as_version=4)

@@ -24,6 +24,7 @@ from deepgrade import execute, grade
 from deepgrade.checks import runner as checks_runner
 from deepgrade.exercise import load_exercise
 from deepgrade.grade import GradeSettings
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport, CheckResult, ExecutionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -119,9 +120,8 @@ def settings(tmp_path: Path) -> GradeSettings:
     spec = load_exercise(ROOT / "autograder", "signs_cnn")
     return GradeSettings(
         spec=spec,
-        profile="smoke",
+        profile=resolve_profile(spec, "smoke", data_files=()),
         release_notebook=ROOT / "release" / "signs_cnn" / spec.notebook,
-        data_files=(),
         workdir=tmp_path / "runs",
     )
 

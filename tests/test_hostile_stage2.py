@@ -24,6 +24,7 @@ from deepgrade.export import export_csv, export_gradescope
 from deepgrade.grade import _stage2_verdict
 from deepgrade.gradebook import Gradebook
 from deepgrade.limits import ProcessOutcome
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport, CheckResult, SubmissionResult, Verdict
 
 THREE_CHECKS = '''
@@ -222,10 +223,16 @@ def test_stage2_sandbox_has_no_writable_bind(tmp_path: Path, bwrap: str) -> None
     usage = tmp_path / "stage1-usage.json"
     usage.write_text("{}")
     empty = tmp_path / "artifacts"
-    argv = _sandboxed_argv(load_spec(directory), "smoke", empty, [], ini, 5, empty, usage)
+    spec = load_spec(directory)
+    profile = resolve_profile(spec, "smoke", data_files=()).write(tmp_path / "profile.json")
+    argv = _sandboxed_argv(spec, profile, empty, [], ini, 5, empty, usage)
     assert "--bind" not in argv and "--dev-bind" not in argv
     assert not any("/results" in arg for arg in argv)
     assert "--dg-results-fd=5" in argv
+    # The resolved profile goes in read-only; the checks never look the name up again.
+    at = argv.index(str(profile))
+    assert argv[at - 1 : at + 2] == ["--ro-bind", str(profile), "/stage2/profile.json"]
+    assert "--dg-profile-file=/stage2/profile.json" in argv
 
 
 WRITER = '''

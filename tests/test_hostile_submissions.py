@@ -26,6 +26,7 @@ from deepgrade import notebooks
 from deepgrade.errors import InputError
 from deepgrade.exercise import load_exercise
 from deepgrade.grade import GradeSettings, prepare_notebook, run_stage1
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import Verdict
 from deepgrade.submissions import Submission, discover
 
@@ -103,11 +104,11 @@ def project(tmp_path: Path) -> Path:
 
 
 def _settings(project: Path, tmp_path: Path) -> GradeSettings:
+    spec = load_exercise(project / "autograder", "tiny")
     return GradeSettings(
-        spec=load_exercise(project / "autograder", "tiny"),
-        profile="smoke",
+        spec=spec,
+        profile=resolve_profile(spec, "smoke"),
         release_notebook=project / "release" / "tiny" / "tiny.ipynb",
-        data_files=(),
         workdir=tmp_path / "runs",
     )
 

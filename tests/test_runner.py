@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +16,7 @@ from deepgrade.errors import SandboxUnavailable
 from deepgrade.exercise import load_exercise
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -20,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> GradeSettings:
+    spec = load_exercise(ROOT / "autograder", "signs_cnn")
     return GradeSettings(
-        spec=load_exercise(ROOT / "autograder", "signs_cnn"),
-        profile="smoke",
+        spec=spec,
+        profile=resolve_profile(spec, "smoke", data_files=()),
         release_notebook=tmp_path / "release.ipynb",
-        data_files=(),
         workdir=tmp_path / "runs",
     )
 
@@ -55,7 +60,7 @@ class FakeGrader:
         return SubmissionResult(
             submission.student,
             settings.spec.name,
-            settings.profile,
+            settings.profile.name,
             submission.content_hash,
             Verdict.GRADED,
             "",
@@ -120,3 +125,145 @@ def test_no_sandbox_refuses_before_any_work(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(SandboxUnavailable, match="--unsafe"):
         runner.require_sandbox(unsafe=False)
     runner.require_sandbox(unsafe=True)  # the explicit flag lets trusted regression run
+
+
+# ---------------------------------------------------------------- GPU slots from the profile
+
+
+def test_slots_follow_the_profiles_fraction_of_a_gpu() -> None:
+    from deepgrade.gpuslots import plan_slots, workers_per_gpu
+
+    assert [workers_per_gpu(f) for f in (1.0, 0.5, 0.3, 0.25, 0.2)] == [1, 2, 3, 4, 5]
+    quarter = plan_slots(10, ("0", "1"), 0.25, "full")
+    assert sorted(quarter.slots) == ["0"] * 4 + ["1"] * 4
+    assert "2 GPU(s) hold 8 worker(s), so 8 run instead of 10" in quarter.note
+    assert plan_slots(3, ("0", "1"), 0.25, "full") == plan_slots(3, ("0", "1"), 0.25, "x")
+    assert plan_slots(3, ("0", "1"), 0.25, "full").slots == ("0", "1", "0")
+    assert plan_slots(3, ("0", "1"), 0.25, "full").note == ""
+    whole = plan_slots(4, ("7",), 1.0, "full")
+    assert whole.slots == ("7",) and "so 1 run instead of 4" in whole.note
+    # The CPU is fine: the given GPUs are shared round robin, no cap.
+    assert plan_slots(3, ("0", "1"), 0.0, "smoke").slots == ("0", "1", "0")
+    # A GPU asked for and none given: the CPU, said once.
+    cpu = plan_slots(2, (), 0.25, "full")
+    assert cpu.slots == (None, None)
+    assert cpu.note.startswith("the full profile asks for 0.25 of a GPU per worker and no --gpus")
+    assert plan_slots(0, (), 0.0, "smoke") == plan_slots(1, (), 0.0, "smoke")
+    assert plan_slots(1, (), 0.0, "smoke").note == ""
+
+
+class Concurrency:
+    """A grader that notes how many submissions run on each GPU at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[str | None, int] = {}
+        self.most: dict[str | None, int] = {}
+
+    def __call__(self, submission: Submission, settings: GradeSettings) -> SubmissionResult:
+        with self.lock:
+            self.now[settings.gpu] = self.now.get(settings.gpu, 0) + 1
+            self.most[settings.gpu] = max(self.most.get(settings.gpu, 0), self.now[settings.gpu])
+        time.sleep(0.05)
+        with self.lock:
+            self.now[settings.gpu] -= 1
+        return FakeGrader()(submission, settings)
+
+
+def test_a_gpu_never_runs_more_workers_than_the_profile_allows(
+    tmp_path: Path, settings: GradeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole_gpu = replace(settings.profile, spec=replace(settings.profile.spec, gpus=1.0))
+    grader = Concurrency()
+    monkeypatch.setattr(runner, "grade_submission", grader)
+    monkeypatch.setattr(runner, "require_sandbox", lambda unsafe: None)
+    subs = []
+    for index in range(8):
+        path = tmp_path / f"s{index}.ipynb"
+        path.write_text(str(index))
+        subs.append(Submission(f"s{index}", path))
+    with Gradebook(tmp_path / "gb.db") as book:
+        results = runner.grade_batch(
+            subs, replace(settings, profile=whole_gpu), book, workers=6, gpus=("0", "1")
+        )
+    assert len(results) == 8
+    assert set(grader.most) <= {"0", "1"} and all(n == 1 for n in grader.most.values())
+
+
+# ---------------------------------------------------------------- the batch as the CLI shows it
+
+
+def _grade_folder(folder: Path, book: Path, **kwargs: Any) -> int:
+    from deepgrade import batch
+    from deepgrade.project import Project
+
+    options: dict[str, Any] = {
+        "exercise": "signs_cnn",
+        "profile": "smoke",
+        "workers": 2,
+        "gpus": (),
+        "gradebook_path": book,
+        "unsafe": True,
+        "force": False,
+        "as_json": True,
+    }
+    return batch.grade_folder(Project(ROOT), folder, **{**options, **kwargs})
+
+
+def test_grade_json_prints_cached_results_too(
+    tmp_path: Path,
+    settings: GradeSettings,
+    fake: FakeGrader,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from deepgrade import batch
+
+    monkeypatch.setattr(batch, "batch_settings", lambda *args, **kwargs: settings)
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for name in ("ana", "bo"):
+        (folder / f"{name}.ipynb").write_text(name)
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert _grade_folder(folder, tmp_path / "gb.db") == 0
+    first = lines()
+    assert [(r["student"], r["cached"]) for r in first] == [("ana", False), ("bo", False)]
+    (folder / "cy.ipynb").write_text("cy")
+    assert _grade_folder(folder, tmp_path / "gb.db") == 0
+    second = lines()
+    assert [(r["student"], r["cached"]) for r in second] == [
+        ("ana", True),
+        ("bo", True),
+        ("cy", False),
+    ]
+    assert {**second[0], "cached": False} == first[0]  # the stored line, as it was printed
+    assert sorted(s for s, _ in fake.calls) == ["ana", "bo", "cy"]
+    assert _grade_folder(folder, tmp_path / "gb.db", force=True) == 0
+    assert [r["cached"] for r in lines()] == [False, False, False]
+
+
+def test_the_batch_says_when_a_gpu_profile_gets_no_gpu(
+    tmp_path: Path, settings: GradeSettings, fake: FakeGrader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from deepgrade import batch
+
+    full = resolve_profile(settings.spec, "full", data_files=(), model_files=())
+    assert full.gpus == 0.25  # signs_cnn's full profile asks for a quarter of a GPU
+    console = Console(record=True, width=300)
+    monkeypatch.setattr(batch, "Console", lambda **_: console)
+    monkeypatch.setattr(batch, "batch_settings", lambda *a, **k: replace(settings, profile=full))
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "ana.ipynb").write_text("ana")
+    assert _grade_folder(folder, tmp_path / "gb.db", as_json=False, profile="full") == 0
+    said = console.export_text()
+    assert "the full profile asks for 0.25 of a GPU per worker and no --gpus was given" in said
+    monkeypatch.setattr(batch, "batch_settings", lambda *a, **k: settings)
+    console.export_text(clear=True)
+    assert _grade_folder(folder, tmp_path / "gb2.db", as_json=False) == 0
+    assert "GPU" not in console.export_text()

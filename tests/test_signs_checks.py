@@ -18,6 +18,7 @@ import pytest
 
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
+from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport
 
 # Keras 3.15 with TensorFlow under numpy 2 warns on every weight save; not ours to fix.
@@ -212,7 +213,8 @@ def grade(
     spec: ExerciseSpec, world: dict[str, Any], name: str, *, unsafe: bool, tag: str = ""
 ) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{tag or unsafe}"
-    return run_checks(spec, "smoke", world[name], world["data"], workdir=workdir, unsafe=unsafe)
+    profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
+    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def outcome(report: CheckReport) -> dict[str, bool]:

@@ -28,6 +28,7 @@ from deepgrade import notebooks
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
+from deepgrade.profiles import GradingProfile, resolve_profile
 from deepgrade.results import CheckReport
 
 pytestmark = pytest.mark.filterwarnings(
@@ -242,13 +243,17 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     }
 
 
+def smoke(spec: ExerciseSpec, world: dict[str, Any]) -> GradingProfile:
+    """The smoke profile with this world's data and model files."""
+    return resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
+
+
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, unsafe: bool = True) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
     return run_checks(
         spec,
-        "smoke",
+        smoke(spec, world),
         world[name],
-        world["data"],
         workdir=workdir,
         unsafe=unsafe,
         stage1_usage=world["usage"][name],
@@ -393,13 +398,13 @@ def test_a_cheap_wrong_round_never_sets_the_cost(
     usage = {name: dict(entry) for name, entry in world["usage"]["good"].items()}
     usage["tta_1"]["cpu_s"] = 1000.0
     report = run_checks(
-        spec, "smoke", out, world["data"], workdir=tmp_path / "work", unsafe=True,
+        spec, smoke(spec, world), out, workdir=tmp_path / "work", unsafe=True,
         stage1_usage=usage,
     )  # fmt: skip
     assert sorted(failed(report)) == ["test_tta::test_tta_cost"]
     # The same run with honest later calls: their cost counts, and it passes.
     report = run_checks(
-        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work2", unsafe=True,
+        spec, smoke(spec, world), world["good"], workdir=tmp_path / "work2", unsafe=True,
         stage1_usage=usage,
     )  # fmt: skip
     assert failed(report) == {}
@@ -411,7 +416,7 @@ def test_calls_the_runner_did_not_measure_fail_closed(
     """Without the runner's measurement (a cell that timed out, a name measured twice) the
     images of a call are unknown: the TTA checks fail closed, naming no hidden value."""
     report = run_checks(
-        spec, "smoke", world["good"], world["data"], workdir=tmp_path / "work", unsafe=True,
+        spec, smoke(spec, world), world["good"], workdir=tmp_path / "work", unsafe=True,
         stage1_usage={},
     )  # fmt: skip
     said = failed(report)

@@ -1,26 +1,30 @@
 """The batch commands shared by `grade`, `check-solutions` and `demo`: set up, grade, show.
 
-Setting up a batch resolves everything once (the spec, the profile's data files in the cache,
-the grader's copy of the released notebook), checks the sandbox is usable, then hands the
-submissions to the runner with a progress bar and prints the class table.
+Setting up a batch resolves everything once (the spec, the grading profile with its data and
+model files in the cache, the grader's copy of the released notebook), checks the sandbox is
+usable, then hands the submissions to the runner with a progress bar and prints the class
+table.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deepgrade import datasets
-from deepgrade.exercise import ExerciseSpec, load_exercise
+from deepgrade.exercise import load_exercise
+from deepgrade.gpuslots import plan_slots
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
-from deepgrade.project import Project, cache_dir
+from deepgrade.profiles import resolve_profile
+from deepgrade.project import Project
 from deepgrade.report import print_results
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.runner import BatchEvent, grade_batch
@@ -33,29 +37,6 @@ def default_gradebook(project: Project) -> Path:
     return project.root / ".deepgrade" / "gradebook.db"
 
 
-def data_files(spec: ExerciseSpec, profile: str) -> tuple[Path, ...]:
-    """The profile's data and model files, mounted read-only at /data in both stages.
-
-    Synthetic look-alikes (at the profile's sizes) are made on first use, real files must have
-    been imported; the models an exercise reads are resolved the same way.
-    """
-    settings = spec.profile(profile)
-    files: list[Path] = []
-    for name in spec.datasets:
-        sizes = settings.data_sizes.get(name)
-        if sizes:
-            directory = datasets.ensure(name, settings.data, cache_dir(), sizes=dict(sizes))
-        else:
-            directory = datasets.ensure(name, settings.data, cache_dir())
-        files.extend(directory / filename for filename in datasets.FILES[name])
-    if spec.models:
-        from deepgrade import models
-
-        for name in spec.models:
-            files.append(models.ensure(name, profile, cache_dir()))
-    return tuple(files)
-
-
 def batch_settings(
     project: Project,
     exercise: str,
@@ -66,25 +47,42 @@ def batch_settings(
     *,
     allow_unlimited: bool = False,
     gpus: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> GradeSettings:
     """The batch's settings, after the host's limits are checked (before any data is made):
     `unlimited` is set when --allow-unlimited lets a host without them grade (results marked).
+    The profile is resolved here, once (an unknown one refused before any work); `overrides`
+    go over its notebook parameters (e.g. {"SEED": 3}).
     """
     from deepgrade import limits
 
     host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
     spec = load_exercise(project.autograder, exercise)
-    spec.profile(profile)  # a clear error for an unknown profile, before any work
     return GradeSettings(
         spec=spec,
-        profile=profile,
+        profile=resolve_profile(spec, profile, overrides),
         release_notebook=project.release / spec.name / spec.notebook,
-        data_files=data_files(spec, profile),
         workdir=workdir,
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
         unlimited=allow_unlimited and bool(host.refusal(sandboxed=False, gpu=gpus)),
     )
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch did: results graded now, results found already graded (skipped), and a
+    note on how the workers were placed (see gpuslots), "" when there is nothing to say."""
+
+    graded: list[SubmissionResult]
+    cached: list[SubmissionResult]
+    note: str = ""
+
+    def json_lines(self) -> list[str]:
+        """One JSON line per submission, by student, each saying whether it was cached."""
+        rows = [(r, False) for r in self.graded] + [(r, True) for r in self.cached]
+        rows.sort(key=lambda row: (row[0].student, row[1]))
+        return [json.dumps({**r.to_json(), "cached": c}, sort_keys=True) for r, c in rows]
 
 
 def run_with_progress(
@@ -96,7 +94,7 @@ def run_with_progress(
     gpus: Sequence[str] = (),
     force: bool = False,
     console: Console,
-) -> list[SubmissionResult]:
+) -> BatchOutcome:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -106,17 +104,20 @@ def run_with_progress(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(f"grading {settings.spec.name}", total=len(submissions), last="")
+        cached: list[SubmissionResult] = []
 
         def on_event(event: BatchEvent) -> None:
             last = (
                 f"{event.submission.student}: already graded"
-                if event.result is None
+                if event.cached
                 else f"{event.submission.student}: {event.result.points:g}/"
                 f"{event.result.max_points:g} {event.result.verdict}"
             )
+            if event.cached:
+                cached.append(event.result)
             progress.update(task, completed=event.done, last=last)
 
-        return grade_batch(
+        graded = grade_batch(
             submissions,
             settings,
             gradebook,
@@ -125,6 +126,8 @@ def run_with_progress(
             force=force,
             on_event=on_event,
         )
+    plan = plan_slots(workers, gpus, settings.profile.gpus, settings.profile.name)
+    return BatchOutcome(graded, sorted(cached, key=lambda r: r.student), plan.note)
 
 
 def grade_folder(
@@ -155,7 +158,7 @@ def grade_folder(
     if not found.submissions:
         console.print(f"[yellow]no submissions found in {escape(display_path(folder))}[/]")
     with Gradebook(gradebook_path or default_gradebook(project)) as book:
-        results = run_with_progress(
+        outcome = run_with_progress(
             found.submissions,
             settings,
             book,
@@ -165,11 +168,13 @@ def grade_folder(
             console=console,
         )
     if as_json:
-        for result in results:
-            sys.stdout.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
+        for line in outcome.json_lines():
+            sys.stdout.write(line + "\n")
     else:
-        print_results(results, f"{exercise} ({profile})", console)
-    failed = [r for r in results if r.verdict is Verdict.GRADER_ERROR]
+        print_results(outcome.graded, f"{exercise} ({profile})", console)
+    if outcome.note:
+        console.print(f"[yellow]{escape(outcome.note)}[/]")
+    failed = [r for r in outcome.graded if r.verdict is Verdict.GRADER_ERROR]
     return EXIT_GRADER_FAILED if failed else EXIT_OK
 
 
@@ -195,11 +200,13 @@ def check_solutions(
             "reference-solution", project.solutions / name / settings.spec.notebook
         )
         with Gradebook(gradebook_path or work / "gradebook.db") as book:
-            results = run_with_progress(
+            outcome = run_with_progress(
                 [solution], settings, book, workers=workers, force=True, console=console
             )
-        print_results(results, f"{name} reference solution ({profile})", console)
-        result = results[0]
+        print_results(outcome.graded, f"{name} reference solution ({profile})", console)
+        if outcome.note:
+            console.print(f"[yellow]{escape(outcome.note)}[/]")
+        result = outcome.graded[0]
         if result.verdict is not Verdict.GRADED or result.points < result.max_points:
             short.append(f"{name}: {result.points:g}/{result.max_points:g} {result.verdict}")
     for line in short:

@@ -179,6 +179,7 @@ def calibrate(
     does; only SEED differs, and each seed gets its own folder."""
     from deepgrade.batch import batch_settings
     from deepgrade.grade import grade_submission
+    from deepgrade.profiles import resolve_profile
     from deepgrade.samples import apply_edits, load_samples
     from deepgrade.submissions import Submission
 
@@ -204,7 +205,14 @@ def calibrate(
             solution = apply_edits(solution, chosen[0], Path(tmp) / f"{sample}.ipynb")
 
         def one_seed(seed: int) -> SeedRun:
-            settings = replace(base, parameters={"SEED": seed}, workdir=Path(tmp) / f"seed{seed}")
+            seeded = resolve_profile(
+                base.spec,
+                base.profile.name,
+                {"SEED": seed},
+                data_files=base.profile.data_files,
+                model_files=base.profile.model_files,
+            )
+            settings = replace(base, profile=seeded, workdir=Path(tmp) / f"seed{seed}")
             result = grade_submission(Submission(f"seed{seed}", solution), settings)
             run = SeedRun(
                 seed=seed,

@@ -20,6 +20,7 @@ from types import FrameType
 
 from deepgrade import __version__
 from deepgrade.errors import DeepgradeError
+from deepgrade.exercise import DEFAULT_PROFILE, PROFILES
 from deepgrade.project import Project
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -282,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     mimp.add_argument("path", help="the trained model file (Keras 2 .h5 or .keras)")
     mtrain = mdl_sub.add_parser("train", help="train with the course's recipe into the cache")
     mtrain.add_argument("name", help="model name, e.g. resnet1")
-    mtrain.add_argument("--profile", required=True, choices=("smoke", "full"))
+    mtrain.add_argument("--profile", required=True, choices=PROFILES)
     mtrain.add_argument("--epochs", type=int, help="default: the profile's recipe")
     mtrain.add_argument("--seed", type=int, help="default: the profile's recipe")
     mdl.set_defaults(func=cmd_models)
@@ -300,13 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade = sub.add_parser("grade", help="grade a folder of submissions")
     grade.add_argument("submissions", help="folder: <student>.ipynb or <student>/<nb>.ipynb")
     grade.add_argument("--exercise", required=True)
-    grade.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    grade.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     grade.add_argument("--workers", type=int, default=1, help="submissions graded at once")
     grade.add_argument("--gpus", help="comma-separated GPU ids shared out to workers")
     grade.add_argument("--gradebook", help="SQLite file (default: .deepgrade/gradebook.db)")
     grade.add_argument("--force", action="store_true", help="re-grade already graded content")
     grade.add_argument("--unsafe", action="store_true", help="no sandbox: trusted code only")
-    grade.add_argument("--json", action="store_true", help="print results as JSON lines")
+    grade.add_argument(
+        "--json", action="store_true", help='JSON lines, already graded ones "cached": true'
+    )
     grade.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the spec's)")
     grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
     grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
@@ -322,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check-solutions", help="grade every reference solution: full marks?")
     chk.add_argument("--exercise", action="append", help="repeatable (default: all)")
-    chk.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    chk.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     chk.add_argument("--workers", type=int, default=1)
     chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
@@ -330,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
     mut.add_argument("exercise")
-    mut.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    mut.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     mut.add_argument("--workers", type=int, default=1, help="mutants graded at once")
     mut.add_argument(
         "--only", action="append", help="operators, cells or mutant names (comma-separated)"
@@ -363,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
     cal.add_argument("--sample", help="a flawed sample of samples.toml instead: its margin")
     cal.add_argument("--margin", type=float, default=0.05, help="threshold = min - margin")
-    cal.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    cal.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     cal.add_argument("--workers", type=int, default=2, help="seeds graded at once")
     cal.add_argument("--write", action="store_true", help="put the table into the README")
     cal.add_argument("--unsafe", action="store_true", help="no sandbox (trusted code only)")

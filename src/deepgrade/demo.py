@@ -16,11 +16,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from deepgrade.batch import batch_settings, data_files, run_with_progress
-from deepgrade.exercise import load_exercise
+from deepgrade.batch import batch_settings, run_with_progress
+from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.gradebook import Gradebook
 from deepgrade.hostcheck import current, describe
+from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
 from deepgrade.redact import project_secrets
 from deepgrade.release import release_exercise
@@ -28,6 +29,8 @@ from deepgrade.report import print_results
 from deepgrade.results import SubmissionResult
 from deepgrade.samples import Sample, apply_edits, load_samples
 from deepgrade.submissions import Submission
+
+DEMO_PROFILE = DEFAULT_PROFILE  # synthetic data at small sizes: minutes on a CPU
 
 
 def expectation_problems(result: SubmissionResult, sample: Sample | None) -> list[str]:
@@ -62,18 +65,20 @@ def run_demo(
         console.print(line, markup=False, highlight=False)
     console.rule("1. synthetic data and models (real file formats, smoke sizes)")
     for exercise in exercises:
-        files = data_files(load_exercise(project.autograder, exercise), "smoke")
+        files = resolve_profile(load_exercise(project.autograder, exercise), DEMO_PROFILE).files
         console.print(f"{exercise}: {', '.join(sorted({str(f.parent) for f in files}))}")
     console.rule("2. release student notebooks and reference solutions")
     for exercise in exercises:
         for path in release_exercise(project, exercise):
             console.print(f"wrote {path.relative_to(project.root)}")
-    console.rule("3. grade the reference solution and flawed samples (sandboxed, smoke profile)")
+    console.rule(
+        f"3. grade the reference solution and flawed samples (sandboxed, {DEMO_PROFILE} profile)"
+    )
     surprises: list[str] = []
     with Gradebook(workdir / "gradebook.db") as book:
         for exercise in exercises:
             settings = batch_settings(
-                project, exercise, "smoke", workdir / "runs", unsafe,
+                project, exercise, DEMO_PROFILE, workdir / "runs", unsafe,
                 allow_unlimited=allow_unlimited,
             )  # fmt: skip
             folder = workdir / "submissions" / exercise
@@ -85,12 +90,12 @@ def run_demo(
                 submissions.append(Submission(sample.name, path))
             results = run_with_progress(
                 submissions, settings, book, workers=workers, force=True, console=console
-            )
+            ).graded
             print_results(results, f"{exercise}: {settings.spec.title}", console)
             for result in results:
                 for problem in expectation_problems(result, samples.get(result.student)):
                     surprises.append(f"{exercise}/{result.student}: {problem}")
-        graded = book.latest(profile="smoke")
+        graded = book.latest(profile=DEMO_PROFILE)
     console.rule("4. gradebook and exports")
     secrets = project_secrets(project.autograder, exercises)
     export_csv(graded, workdir / "grades.csv", secrets=secrets)

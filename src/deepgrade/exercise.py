@@ -18,7 +18,10 @@ from typing import Any
 from deepgrade.errors import InputError
 from deepgrade.spec_keys import key_help
 
+# The profile names, spelled here only: spec.toml's [profiles.*] tables, --profile's choices, the
+# model recipes. smoke: synthetic data, minutes on a CPU (the CLI's default and the demo's).
 PROFILES = ("smoke", "full")
+DEFAULT_PROFILE = PROFILES[0]
 DATA_VARIANTS = ("synth", "real")
 
 
@@ -34,7 +37,7 @@ class ProfileSpec:
     memory_mb: int
     artifact_cap_mb: int
     thresholds: Mapping[str, float]
-    gpus: float = 0.0  # fraction of a GPU a worker needs (0: CPU is fine)
+    gpus: float = 0.0  # fraction of one GPU a worker needs, 0..1 (0: CPU is fine)
     # Sizes of the synthetic look-alikes per data set (smoke runs on small ones), e.g.
     # {"cifar10": {"n_train": 2000, "n_test": 500}}; empty: the real files' sizes.
     data_sizes: Mapping[str, Mapping[str, int]] = field(
@@ -87,7 +90,8 @@ def _require(table: Mapping[str, Any], key: str, kind: type, path: Path, where: 
     return value
 
 
-def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
+def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
+    """One [profiles.NAME] table (or its JSON copy for stage 2), validated; errors name `path`."""
     where = f"[profiles.{name}]"
     data = _require(table, "data", str, path, where)
     if data not in DATA_VARIANTS:
@@ -107,7 +111,11 @@ def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
     for key, value in limits.items():
         if value <= 0:
             raise InputError(path, f"{where}: {key} must be positive, got {value}")
-    gpus = float(table.get("gpus", 0.0))
+    gpus = table.get("gpus", 0.0)
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not 0 <= gpus <= 1:
+        raise InputError(
+            path, f"{where}: gpus is the fraction of one GPU a worker needs, 0 to 1; got {gpus!r}"
+        )
     sizes = table.get("data_sizes", {})
     if not isinstance(sizes, dict) or not all(
         isinstance(v, dict)
@@ -121,7 +129,7 @@ def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
         parameters=MappingProxyType(dict(parameters)),
         data=data,
         thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
-        gpus=gpus,
+        gpus=float(gpus),
         **limits,
     )
 
@@ -178,7 +186,7 @@ def load_spec(directory: Path) -> ExerciseSpec:
         models=tuple(raw.get("models", ())),
         draft=bool(raw.get("draft", False)),
         profiles=MappingProxyType(
-            {pname: _profile(pname, table, path) for pname, table in profiles_raw.items()}
+            {pname: parse_profile(pname, table, path) for pname, table in profiles_raw.items()}
         ),
     )
 

@@ -15,15 +15,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from deepgrade import _stage1_runner, notebooks, redact
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
+from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -43,9 +43,8 @@ class GradeSettings:
     """What every submission of one batch shares."""
 
     spec: ExerciseSpec
-    profile: str
+    profile: GradingProfile  # resolved once: parameters, files, limits (resolve_profile)
     release_notebook: Path  # the grader's copy of the released notebook (locked cells)
-    data_files: tuple[Path, ...]
     workdir: Path  # one sub-folder per submission is made here
     unsafe: bool = False
     gpu: str | None = None
@@ -53,8 +52,12 @@ class GradeSettings:
     # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
-    # Over the profile's parameters, e.g. {"SEED": 3} when bench/ calibrates over seeds.
-    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.profile.exercise != self.spec.name:
+            raise DeepgradeError(
+                f"the {self.profile.exercise} profile cannot grade {self.spec.name}"
+            )
 
 
 def _marked_cells(spec: ExerciseSpec) -> list[tuple[str, list[str]]]:
@@ -190,7 +193,8 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
     """
     from deepgrade.execute import execute_notebook
 
-    profile = settings.spec.profile(settings.profile)
+    profile = settings.profile
+    limits = profile.spec
     prepared = work / "graded-input.ipynb"
     try:
         problems = prepare_notebook(submission.path, settings, prepared)
@@ -205,16 +209,16 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
     def execute() -> ExecutionResult:
         return execute_notebook(
             prepared,
-            parameters={**profile.parameters, **settings.parameters, "PROFILE": profile.name},
+            parameters=dict(profile.parameters),
             hidden=dict(settings.spec.hidden) if gradetime else None,
             gradetime_cells=gradetime,
             student_artifacts=student_artifacts(settings.spec, release_nb),
-            data_files=settings.data_files,
+            data_files=profile.files,
             workdir=work,
-            cell_timeout_s=settings.cell_timeout_s or profile.cell_timeout_s,
-            notebook_timeout_s=profile.notebook_timeout_s,
-            memory_mb=profile.memory_mb,
-            artifact_cap_mb=profile.artifact_cap_mb,
+            cell_timeout_s=settings.cell_timeout_s or limits.cell_timeout_s,
+            notebook_timeout_s=limits.notebook_timeout_s,
+            memory_mb=limits.memory_mb,
+            artifact_cap_mb=limits.artifact_cap_mb,
             unsafe=settings.unsafe,
             gpu=settings.gpu,
             cancel=settings.cancel,
@@ -266,7 +270,7 @@ def grade_submission(
         made = SubmissionResult(
             student=submission.student,
             exercise=settings.spec.name,
-            profile=settings.profile,
+            profile=settings.profile.name,
             content_hash=content_hash,
             verdict=verdict,
             detail=detail,
@@ -287,7 +291,6 @@ def grade_submission(
             settings.spec,
             settings.profile,
             stage1.artifacts_dir,
-            settings.data_files,
             workdir=work,
             unsafe=settings.unsafe,
             cancel=settings.cancel,

@@ -75,16 +75,22 @@ class Gradebook:
         self._db.close()
 
     def has(self, student: str, exercise: str, profile: str, content_hash: str) -> bool:
-        """True when this exact submission was already graded (resumable batches).
+        """True when this exact submission was already graded (resumable batches)."""
+        return self.stored(student, exercise, profile, content_hash) is not None
+
+    def stored(
+        self, student: str, exercise: str, profile: str, content_hash: str
+    ) -> SubmissionResult | None:
+        """The result of this exact submission when it was already graded, else None.
 
         A grader error is not the student's doing, so it does not count: resuming retries it.
         """
         row = self._db.execute(
-            "SELECT 1 FROM submissions WHERE student=? AND exercise=? AND profile=? "
+            "SELECT result_json FROM submissions WHERE student=? AND exercise=? AND profile=? "
             "AND content_hash=? AND verdict != 'grader_error'",
             (student, exercise, profile, content_hash),
         ).fetchone()
-        return row is not None
+        return None if row is None else SubmissionResult.from_json(json.loads(row[0]))
 
     def record(self, result: SubmissionResult, graded_at: datetime | None = None) -> None:
         """Store one result atomically, replacing an earlier grading of the same content."""

@@ -246,10 +246,12 @@ def list_mutants(
 ) -> list[Mutant]:
     """The mutants a run would grade, without grading them."""
     from deepgrade.exercise import load_exercise
+    from deepgrade.profiles import resolve_profile
 
     spec = load_exercise(project.autograder, exercise)
+    resolved = resolve_profile(spec, profile, data_files=(), model_files=())  # nothing graded
     solution = project.solutions / spec.name / spec.notebook
-    return select(make_mutants(solution, spec.profile(profile).parameters).mutants, only, limit)
+    return select(make_mutants(solution, resolved.spec.parameters).mutants, only, limit)
 
 
 # -- accepted survivors --------------------------------------------------------------------
@@ -469,7 +471,7 @@ def run_mutations(
     )
     spec = settings.spec
     solution = project.solutions / spec.name / spec.notebook
-    made = make_mutants(solution, spec.profile(profile).parameters)
+    made = make_mutants(solution, settings.profile.spec.parameters)
     chosen = select(made.mutants, only, limit)
     subset = len(chosen) < len(made.mutants)
     accepted = load_accepted(spec.directory)
@@ -478,7 +480,7 @@ def run_mutations(
     with Gradebook(work / "gradebook.db") as book:
         graded = run_with_progress(
             submissions, settings, book, workers=workers, force=True, console=console
-        )
+        ).graded
     results = {result.student: result for result in graded}
     return build_report(
         exercise, profile, chosen, results, accepted, subset=subset, skipped=made.skipped

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 from deepgrade.errors import SandboxUnavailable
+from deepgrade.gpuslots import plan_slots
 from deepgrade.grade import GradeSettings, grade_submission
 from deepgrade.gradebook import Gradebook
 from deepgrade.limits import require as require_limits
@@ -37,9 +38,10 @@ class BatchEvent:
     """Progress of a batch, for a progress bar or a log: one per finished or skipped item."""
 
     submission: Submission
-    result: SubmissionResult | None  # None when skipped as already graded
+    result: SubmissionResult  # when cached, the gradebook's stored result
     done: int
     total: int
+    cached: bool = False  # skipped: this exact content was already graded
 
 
 def require_sandbox(unsafe: bool) -> None:
@@ -68,7 +70,7 @@ def _grade_safely(
         return SubmissionResult(
             student=submission.student,
             exercise=settings.spec.name,
-            profile=settings.profile,
+            profile=settings.profile.name,
             content_hash=submission.content_hash,
             verdict=Verdict.GRADER_ERROR,
             detail=f"{type(exc).__name__}: {exc}",
@@ -93,7 +95,9 @@ def grade_batch(
     force: bool = False,
     on_event: Callable[[BatchEvent], None] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade `submissions` with `workers` in parallel; returns the results graded now."""
+    """Grade `submissions` with `workers` in parallel (at most what the GPUs hold, see
+    gpuslots); returns the results graded now. Already graded ones are skipped, their stored
+    result passed to `on_event` with `cached` set."""
     require_sandbox(settings.unsafe)
     require_limits(unsafe=settings.unsafe, allow_unlimited=settings.unlimited, gpu=bool(gpus))
     notify = on_event or (lambda _event: None)
@@ -101,22 +105,23 @@ def grade_batch(
     todo = []
     done = 0
     for submission in submissions:
-        key = (submission.student, settings.spec.name, settings.profile, submission.content_hash)
-        if not force and gradebook.has(*key):
+        key = (submission.student, settings.spec.name, settings.profile.name)
+        stored = None if force else gradebook.stored(*key, submission.content_hash)
+        if stored is not None:
             done += 1
-            notify(BatchEvent(submission, None, done, total))
+            notify(BatchEvent(submission, stored, done, total, cached=True))
         else:
             todo.append(submission)
+    plan = plan_slots(workers, gpus, settings.profile.gpus, settings.profile.name)
     slots: queue.Queue[str | None] = queue.Queue()
-    # One slot per worker: with GPUs, worker i gets GPU i mod len(gpus) (slices share a GPU).
-    for index in range(max(1, workers)):
-        slots.put(gpus[index % len(gpus)] if gpus else None)
+    for slot in plan.slots:  # one per worker, each pinned to its GPU (or the CPU)
+        slots.put(slot)
     cancel = threading.Event()
     settings = replace(settings, cancel=cancel)
     results: list[SubmissionResult] = []
     recorded: set[Future[SubmissionResult]] = set()
     futures: dict[Future[SubmissionResult], Submission] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    pool = ThreadPoolExecutor(max_workers=len(plan.slots))
     try:
         futures = {pool.submit(_grade_safely, s, settings, slots): s for s in todo}
         for future in as_completed(futures):

@@ -1,8 +1,9 @@
 """deepgrade's pytest plugin: what hidden checks may use, and the results file they produce.
 
 Used as `pytest -p deepgrade.checks.plugin --dg-exercise-dir DIR --dg-artifacts DIR
---dg-data DIR --dg-profile NAME --dg-results-fd N` (the host's private channel; `--dg-results
-FILE` writes the same snapshots to a file, for running the checks by hand). Every check carries
+--dg-data DIR --dg-profile-file FILE --dg-results-fd N` (the host's private channel; the profile
+the host resolved, which a graded run leaves in checks/profile.json; `--dg-results FILE` writes
+the same snapshots to a file, for running the checks by hand). Every check carries
 `@pytest.mark.points(n)`; a check without one is an error at collection, so an instructor's
 forgotten marker cannot silently shrink the maximum. The first line of a check's docstring is
 its title in the student's feedback, and its message is the check's own words only: the text
@@ -26,7 +27,8 @@ import pytest
 from deepgrade.checks.expect import fail as _fail
 from deepgrade.checks.snapshots import MAX_MESSAGE, NOT_RUN, encode_snapshot, write_all
 from deepgrade.errors import InputError
-from deepgrade.exercise import ExerciseSpec, ProfileSpec, load_spec
+from deepgrade.exercise import ExerciseSpec, load_spec
+from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckResult
 
 
@@ -48,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dg-exercise-dir", help="the exercise's autograder folder (spec.toml)")
     group.addoption("--dg-artifacts", help="the folder of the submission's artifacts")
     group.addoption("--dg-data", help="the grader's data folder")
-    group.addoption("--dg-profile", help="the grading profile (smoke, full)")
+    group.addoption("--dg-profile-file", help="JSON file: the grading profile the host resolved")
     group.addoption("--dg-results-fd", type=int, help="file descriptor of the results channel")
     group.addoption("--dg-results", help="a file for the results snapshots (runs by hand)")
     group.addoption(
@@ -251,9 +253,14 @@ def spec(pytestconfig: pytest.Config) -> ExerciseSpec:
 
 
 @pytest.fixture(scope="session")
-def profile(spec: ExerciseSpec, pytestconfig: pytest.Config) -> ProfileSpec:
-    """The profile being graded (its parameters, e.g. EPOCHS, and thresholds)."""
-    return spec.profile(_option(pytestconfig, "--dg-profile"))
+def profile(spec: ExerciseSpec, pytestconfig: pytest.Config) -> GradingProfile:
+    """The profile being graded, as the host resolved it: `parameters` are exactly what the
+    notebook ran with (e.g. EPOCHS, SEED, PROFILE), `thresholds`, `name`, `spec` (limits)."""
+    path = Path(_option(pytestconfig, "--dg-profile-file"))
+    resolved = GradingProfile.read(path, Path(_option(pytestconfig, "--dg-data")))
+    if resolved.exercise != spec.name:
+        raise InputError(path, f"a profile of {resolved.exercise}, not of {spec.name}")
+    return resolved
 
 
 @pytest.fixture(scope="session")
@@ -366,7 +373,7 @@ def load_model(artifact: Callable[[str], Path]) -> Callable[[str], Any]:
 
 
 @pytest.fixture(scope="session")
-def threshold(profile: ProfileSpec, spec: ExerciseSpec) -> Callable[[str], float]:
+def threshold(profile: GradingProfile, spec: ExerciseSpec) -> Callable[[str], float]:
     """threshold(key) -> the profile's threshold, e.g. threshold("test_accuracy")."""
 
     def get(key: str) -> float:

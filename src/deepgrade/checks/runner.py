@@ -11,6 +11,8 @@ the notebook (no network, read-only everything) with only what they need bound i
     /data/<file>                   the grader's data files, read-only
     /stage1/usage.json             what stage 1's runner measured of the measured cells
                                    (CPU and wall time, nonce), written here by the host
+    /stage2/profile.json           the resolved grading profile (parameters, thresholds,
+                                   limits), written here by the host: never looked up again
 
 Nothing is bound writable. The plugin sends its results as snapshots (see deepgrade.checks) on
 a pipe whose write end is the only thing handed in (pass_fds) and whose read end a thread here
@@ -45,10 +47,11 @@ from deepgrade.checks.verify import (
     static_checks,
     verify,
 )
-from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.errors import DeepgradeError, InputError, SandboxUnavailable
 from deepgrade.execute import reproducible_env
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import ProcessOutcome, run_limited
+from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, CheckResult, Verdict
 
 __all__ = ["CHECK_TIMEOUT_S", "run_checks", "static_checks"]
@@ -59,6 +62,7 @@ MAX_PIDS = 1024  # TensorFlow's thread pools count as pids
 LIB = "/opt/deepgrade/lib"
 INI = "[pytest]\n# deepgrade's own config: the course repository's settings never apply.\n"
 USAGE_IN_SANDBOX = "/stage1/usage.json"
+PROFILE_IN_SANDBOX = "/stage2/profile.json"
 
 
 def _usage_file(out: Path, usage: Mapping[str, Mapping[str, float]] | None) -> Path:
@@ -75,7 +79,7 @@ STOPPED_LATER = "this check did not run: the hidden checks stopped at an earlier
 
 
 def _command(
-    exercise: str, artifacts: str, data: str, results_fd: int, ini: str, profile: str
+    exercise: str, artifacts: str, data: str, results_fd: int, ini: str, profile_file: str
 ) -> list[str]:
     return [
         sys.executable,
@@ -94,7 +98,7 @@ def _command(
         f"--dg-exercise-dir={exercise}",
         f"--dg-artifacts={artifacts}",
         f"--dg-data={data}",
-        f"--dg-profile={profile}",
+        f"--dg-profile-file={profile_file}",
         f"--dg-results-fd={results_fd}",
         exercise,
     ]
@@ -130,7 +134,7 @@ def _data_dir(data_files: Sequence[Path], out: Path) -> Path:
 
 def _sandboxed_argv(
     spec: ExerciseSpec,
-    profile: str,
+    profile_file: Path,
     artifacts_dir: Path,
     data_files: Sequence[Path],
     ini: Path,
@@ -162,6 +166,7 @@ def _sandboxed_argv(
         Mount(artifacts_dir.resolve(), "/artifacts"),
         *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
         Mount(usage, USAGE_IN_SANDBOX),
+        Mount(profile_file, PROFILE_IN_SANDBOX),
     ]
     if not data_files:
         mounts.append(Mount(empty, "/data"))  # empty, read-only
@@ -172,7 +177,7 @@ def _sandboxed_argv(
         "/data",
         results_fd,
         "/opt/deepgrade/pytest.ini",
-        profile,
+        PROFILE_IN_SANDBOX,
     )
     command.insert(-1, f"--dg-stage1-usage={USAGE_IN_SANDBOX}")
     return bwrap_argv(sandbox, command, bwrap)
@@ -295,9 +300,8 @@ def _report(
 
 def run_checks(
     spec: ExerciseSpec,
-    profile_name: str,
+    profile: GradingProfile,
     artifacts_dir: Path,
-    data_files: Sequence[Path],
     *,
     workdir: Path,
     unsafe: bool = False,
@@ -309,10 +313,14 @@ def run_checks(
     submission: a run that could not finish comes back with `error` set, the checks that did
     not finish failed, and `verdict` saying whose fault it was.
 
-    Raises SandboxUnavailable when bwrap cannot run here and `unsafe` is False, and InputError
-    for an unknown profile or a missing data file (the grader's own mistakes).
+    The checks read `profile` (resolved once, see deepgrade.profiles) from a read-only copy.
+    Raises SandboxUnavailable when bwrap cannot run here and `unsafe` is False, InputError for
+    a missing data file and DeepgradeError for another exercise's profile (the grader's own
+    mistakes).
     """
-    profile = spec.profile(profile_name)
+    if profile.exercise != spec.name:
+        raise DeepgradeError(f"the {profile.exercise} profile cannot check {spec.name}")
+    data_files = profile.files
     for file in data_files:
         if not file.is_file():
             raise InputError(file, "data file not found")
@@ -327,6 +335,7 @@ def run_checks(
     if not artifacts_dir.is_dir():  # stage 1 saved nothing: every check fails closed
         artifacts_dir = empty
     usage = _usage_file(out, stage1_usage)
+    profile_file = profile.write(out / "profile.json")
     static = static_checks(spec.directory)
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds hands the write end over
     reader = _ChannelReader(read_fd, Channel(static))
@@ -338,7 +347,7 @@ def run_checks(
                 str(_data_dir(data_files, out)),
                 write_fd,
                 str(ini),
-                profile.name,
+                str(profile_file),
             )
             argv.insert(-1, f"--dg-stage1-usage={usage}")
             env: Mapping[str, str] | None = {
@@ -347,7 +356,7 @@ def run_checks(
             }
         else:
             argv = _sandboxed_argv(
-                spec, profile.name, artifacts_dir, data_files, ini, write_fd, empty, usage
+                spec, profile_file, artifacts_dir, data_files, ini, write_fd, empty, usage
             )
             env = None
         started = time.perf_counter()
@@ -355,7 +364,7 @@ def run_checks(
             outcome = run_limited(
                 argv,
                 timeout_s=timeout_s,
-                memory_mb=profile.memory_mb,
+                memory_mb=profile.spec.memory_mb,
                 max_pids=MAX_PIDS,
                 file_size_mb=FILE_SIZE_MB,
                 stdout=log,
@@ -370,5 +379,5 @@ def run_checks(
         os.close(write_fd)  # the reader sees the end of the stream once every copy is closed
         channel = reader.finish()
     return _report(
-        static, channel, outcome, seconds, timeout_s=timeout_s, memory_mb=profile.memory_mb
+        static, channel, outcome, seconds, timeout_s=timeout_s, memory_mb=profile.spec.memory_mb
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from deepgrade.datasets import _cache
 from deepgrade.errors import DeepgradeError, InputError
+from deepgrade.exercise import PROFILES
 from deepgrade.models import mobilenetv2, resnet1
 
 __all__ = ["MODELS", "PROFILES", "ensure", "get", "import_model", "model_path", "train"]
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 MODELS: Mapping[str, ModuleType] = MappingProxyType(
     {resnet1.NAME: resnet1, mobilenetv2.NAME: mobilenetv2}
 )
-PROFILES = ("smoke", "full")
 RECIPE = _cache.RECIPE
 RECIPE_VERSION = 1  # bump when training changes in a way RECIPE.json's fields do not show
 
@@ -173,7 +173,10 @@ def train(
     with _cache._locked(folder):
         if on_demand and _smoke_is_current(name, _recorded(path.parent, path.name)):
             return path  # another grader trained it while we waited for the lock
-        data = _training_data(recipe, Path(cache))
+        if hasattr(module, "training_data"):  # its own draw (mobilenetv2: another seed)
+            data = module.training_data(recipe)
+        else:
+            data = _training_data(recipe, Path(cache))
         takes_recipe = "recipe" in inspect.signature(module.train).parameters
         extra = {"recipe": recipe} if takes_recipe else {}
         log.warning(
