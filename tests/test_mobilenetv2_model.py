@@ -156,12 +156,45 @@ def test_full_is_imported_never_trained(
     assert "not trained here" in capsys.readouterr().err
 
 
-def test_pretraining_never_sees_cats_or_dogs() -> None:
-    y = np.array([0, 3, 5, 9, 2, 5, 4])
-    x = np.arange(len(y))[:, None]
-    kept_x, kept_y = mobilenetv2._others(x, y)
-    assert kept_x[:, 0].tolist() == [0, 3, 4, 6]
-    assert kept_y.tolist() == [0, 7, 2, 3]  # 0..7 in the order of the eight other classes
+def _digests(images: np.ndarray) -> set[bytes]:
+    import hashlib
+
+    return {hashlib.sha256(image.tobytes()).digest() for image in images}
+
+
+def test_pretraining_never_sees_the_exercises_images(tmp_path: Path) -> None:
+    """The smoke base learns from its own draw of the look-alike: not one image of it is an
+    image transfer_mobilenet trains or is graded on (the smoke profile's data, seed 0)."""
+    from deepgrade import datasets
+    from deepgrade.datasets import cifar10
+    from deepgrade.exercise import load_exercise
+
+    recipe = mobilenetv2.SMOKE
+    assert recipe.data_seed != 0
+    seen = mobilenetv2.training_data(recipe)
+    spec = load_exercise(Path(__file__).resolve().parents[1] / "autograder", "transfer_mobilenet")
+    smoke = spec.profile("smoke")
+    assert smoke.data == "synth" and "mobilenetv2" in spec.models
+    graded = cifar10.load(
+        datasets.ensure("cifar10", "synth", tmp_path, sizes=smoke.data_sizes["cifar10"])
+    )
+    pretrained_on = _digests(seen.x_train) | _digests(seen.x_test)
+    exercise = _digests(graded.x_train) | _digests(graded.x_test)
+    assert len(pretrained_on) > 3000 and len(exercise) > 5000
+    assert not pretrained_on & exercise
+    # Its training split: every cat and dog of the draw, others_per_class of each other class.
+    counts = np.bincount(seen.y_train, minlength=10)
+    drawn = dict(recipe.sizes)["n_train"] // 10
+    assert [counts[c] for c in mobilenetv2.PETS] == [drawn, drawn]
+    others = [n for c, n in enumerate(counts) if c not in mobilenetv2.PETS]
+    assert others == [recipe.others_per_class] * 8
+
+
+def test_pretraining_refuses_the_graded_draw() -> None:
+    import dataclasses
+
+    with pytest.raises(ValueError, match="seed > 0"):
+        mobilenetv2.training_data(dataclasses.replace(mobilenetv2.SMOKE, data_seed=0))
 
 
 TINY = mobilenetv2.Recipe(
@@ -186,7 +219,8 @@ def test_smoke_base_trained_once_and_rebuilt_when_its_recipe_changes(
     momenta = [layer.momentum for layer in norms]
     assert momenta and all(m == pytest.approx(0.9) for m in momenta)
     recipe = json.loads((path.parent / "RECIPE.json").read_text())
-    assert recipe["alpha"] == 0.35 and recipe["excluded_classes"] == [3, 5]
+    assert recipe["alpha"] == 0.35 and recipe["classes"] == 10
+    assert recipe["data"]["seed"] == TINY.data_seed != 0  # its own draw, not the graded one
     assert recipe["n_train"] == 40 and 0 <= recipe["accuracy"] <= 1
     mtime = path.stat().st_mtime_ns
     assert models.ensure("mobilenetv2", "smoke", tmp_path) == path
