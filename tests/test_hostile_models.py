@@ -309,7 +309,7 @@ def test_the_resnet1_models_pass(tmp_path: Path, keras: Any) -> None:
 
 
 def test_every_course_layer_is_allowed() -> None:
-    """The layers the five exercises' sources and the course models use are on the list."""
+    """The layers the six exercises' sources and the course models use are on the list."""
     from deepgrade import model_allowlist
 
     used: set[str] = set()

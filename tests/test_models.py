@@ -199,7 +199,9 @@ def test_ensure_full_missing_names_both_commands(tmp_path: Path) -> None:
 
 
 def test_unknown_names(tmp_path: Path) -> None:
-    with pytest.raises(DeepgradeError, match=r"unknown model 'vgg' \(known: resnet1\)"):
+    with pytest.raises(
+        DeepgradeError, match=r"unknown model 'vgg' \(known: mobilenetv2, resnet1\)"
+    ):
         models.ensure("vgg", "smoke", tmp_path)
     with pytest.raises(DeepgradeError, match="unknown model profile 'huge'"):
         models.ensure("resnet1", "huge", tmp_path)

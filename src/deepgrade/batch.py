@@ -153,10 +153,14 @@ def grade_folder(
         allow_unlimited=allow_unlimited, gpus=bool(gpus),
     )  # fmt: skip
     found = discover(folder, settings.spec.notebook)
-    for problem in found.problems:  # paths are students' names: never read as markup
-        console.print(f"[yellow]skipped: {escape(problem)}[/]")
+    # Paths are students' names: never read as markup, never wrapped (a path split over two
+    # lines cannot be found or copied).
+    for problem in found.problems:
+        console.print(f"[yellow]skipped: {escape(problem)}[/]", soft_wrap=True)
     if not found.submissions:
-        console.print(f"[yellow]no submissions found in {escape(display_path(folder))}[/]")
+        console.print(
+            f"[yellow]no submissions found in {escape(display_path(folder))}[/]", soft_wrap=True
+        )
     with Gradebook(gradebook_path or default_gradebook(project)) as book:
         outcome = run_with_progress(
             found.submissions,

@@ -7,7 +7,7 @@ were the building blocks of published `safe_mode` bypasses. So a module prefix p
 Here every object must be one of the names below, from the module Keras 3 writes for it, in a
 place where that kind of object belongs (a layer in a model's `layers`, an initializer under a
 `*_initializer` key, an activation function under `activation`...). The lists hold the layers
-the course's five exercises use plus the common Keras layers; anything else is refused with a
+the course's six exercises use plus the common Keras layers; anything else is refused with a
 message a student can act on. Keras' own `safe_mode=True` stays behind this as a second wall.
 """
 
@@ -31,7 +31,7 @@ COURSE_LAYERS = frozenset(
     {
         "InputLayer", "Dense", "Conv2D", "MaxPooling2D", "BatchNormalization", "Dropout",
         "Flatten", "Activation", "Add", "GlobalAveragePooling2D", "RandomFlip",
-        "RandomRotation", "RandomTranslation",
+        "RandomRotation", "RandomTranslation", "Resizing",
     }
 )  # fmt: skip
 COMMON_LAYERS = frozenset(
@@ -49,7 +49,7 @@ COMMON_LAYERS = frozenset(
         "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
         "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
         "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D",
-        "Rescaling", "Resizing", "CenterCrop", "RandomCrop", "RandomZoom", "RandomContrast",
+        "Rescaling", "CenterCrop", "RandomCrop", "RandomZoom", "RandomContrast",
         "RandomBrightness",
     }
 )  # fmt: skip

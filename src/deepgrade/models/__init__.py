@@ -1,4 +1,4 @@
-"""Trained models the exercises read (today resnet1), as `.keras` files in the cache.
+"""Trained models the exercises read (resnet1, mobilenetv2), as `.keras` files in the cache.
 
 An exercise whose spec says `models = ["resnet1"]` gets `/data/resnet1.keras` mounted read-only.
 The file lives at `cache/models/<name>/<profile>/<name>.keras` beside a RECIPE.json (how it was
@@ -26,13 +26,15 @@ from typing import Any
 from deepgrade.datasets import _cache
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import PROFILES
-from deepgrade.models import resnet1
+from deepgrade.models import mobilenetv2, resnet1
 
 __all__ = ["MODELS", "PROFILES", "ensure", "get", "import_model", "model_path", "train"]
 
 log = logging.getLogger(__name__)
 
-MODELS: Mapping[str, ModuleType] = MappingProxyType({resnet1.NAME: resnet1})
+MODELS: Mapping[str, ModuleType] = MappingProxyType(
+    {resnet1.NAME: resnet1, mobilenetv2.NAME: mobilenetv2}
+)
 RECIPE = _cache.RECIPE
 RECIPE_VERSION = 1  # bump when training changes in a way RECIPE.json's fields do not show
 
@@ -112,6 +114,9 @@ def ensure(name: str, profile_name: str, cache: Path) -> Path:
                 f"{_cache.SUMS}); import the author's file again with {imp} or train with {trn}"
             )
         module = get(name)
+        if hasattr(module, "FULL_MISSING"):  # imported only (e.g. ImageNet weights)
+            how = module.FULL_MISSING.format(source=module.SOURCE, imp=imp)
+            raise DeepgradeError(f"the full {name} model is not in the cache ({path}); {how}")
         raise DeepgradeError(
             f"the full {name} model is not in the cache ({path}); import the author's "
             f"trained file ({module.SOURCE}) with {imp}, or train it with {trn} "
@@ -150,9 +155,13 @@ def train(
     the same recipe meanwhile; an explicit run (the CLI) always trains and replaces the file.
     """
     import dataclasses
+    import inspect
 
     module = get(name)
     path = model_path(name, profile_name, cache)
+    if profile_name not in module.RECIPES:
+        imp, _ = _commands(name, cache)
+        raise DeepgradeError(f"the {profile_name} {name} model is not trained here: use {imp}")
     recipe = module.RECIPES[profile_name]
     for key, value, least in (("epochs", epochs, 1), ("seed", seed, 0)):
         if value is not None and (isinstance(value, bool) or value < least):
@@ -164,7 +173,12 @@ def train(
     with _cache._locked(folder):
         if on_demand and _smoke_is_current(name, _recorded(path.parent, path.name)):
             return path  # another grader trained it while we waited for the lock
-        data = _training_data(recipe, Path(cache))
+        if hasattr(module, "training_data"):  # its own draw (mobilenetv2: another seed)
+            data = module.training_data(recipe)
+        else:
+            data = _training_data(recipe, Path(cache))
+        takes_recipe = "recipe" in inspect.signature(module.train).parameters
+        extra = {"recipe": recipe} if takes_recipe else {}
         log.warning(
             "training %s (%s: %d epochs on %d %s images); this happens once",
             name,
@@ -182,6 +196,7 @@ def train(
             seed=recipe.seed,
             batch_size=recipe.batch_size,
             verbose=verbose,
+            **extra,
         )
         info = {
             "model": name,
@@ -255,7 +270,7 @@ def import_model(name: str, source: Path, cache: Path) -> Path:
     source = Path(source)
     if not source.is_file():
         raise InputError(source, "no such file" if not source.exists() else "not a file")
-    if source.suffix not in (".h5", ".hdf5", ".keras"):
+    if source.suffix not in (".h5", ".hdf5", ".keras") and not hasattr(module, "load_source"):
         raise InputError(source, "expected the trained model as a Keras .h5 (or .keras) file")
     path = model_path(name, "full", cache)
     with tempfile.TemporaryDirectory(prefix="deepgrade-import-") as tmp:
@@ -263,8 +278,12 @@ def import_model(name: str, source: Path, cache: Path) -> Path:
         staged = Path(tmp) / f"source{source.suffix}"
         shutil.copyfile(source, staged)
         digest = _cache.sha256(staged)
-        model = _load_trusted(staged, source)
-    _check_interface(model, module, source)
+        extra: dict[str, Any] = {}
+        if hasattr(module, "load_source"):  # the model's own format (e.g. ImageNet weights)
+            model, extra = module.load_source(staged, source)
+        else:
+            model = _load_trusted(staged, source)
+            _check_interface(model, module, source)
     info = {
         "model": name,
         "profile": "full",
@@ -272,6 +291,7 @@ def import_model(name: str, source: Path, cache: Path) -> Path:
         "source": str(source.resolve()),
         "source_sha256": digest,
         "params": int(model.count_params()),
+        **extra,
     }
     if info["params"] != module.PARAMS:
         log.warning(
