@@ -118,3 +118,75 @@ def test_profile_data_sizes(tmp_path: Path) -> None:
     (tmp_path / "bad").mkdir()
     with pytest.raises(InputError, match="data_sizes"):
         load_spec(write_spec(tmp_path / "bad", bad))
+
+
+INPUTS_MODULE = '''"""Hidden inputs from hidden values: no values here."""
+
+import numpy as np
+
+
+def images(seed, count):
+    return np.random.default_rng(seed).integers(1, 256, size=(count, 4, 4), dtype=np.uint8)
+'''
+
+
+def test_hidden_module_is_written_once_for_checks_and_gradetime_cells(tmp_path: Path) -> None:
+    """The grade-time cells call the module as `_dg_inputs` (a module object: a student's
+    `images` is not overwritten) and the checks import the same file by name."""
+    import importlib.util
+
+    from deepgrade.grade import gradetime_cells, gradetime_sources
+    from deepgrade.redact import exercise_secrets
+
+    directory = write_spec(
+        tmp_path,
+        GOOD.replace(
+            'notebook = "ex.ipynb"',
+            'notebook = "ex.ipynb"\ngradetime_cells = "g.py"\nhidden_module = "hidden_inputs.py"',
+        ).replace("n = [1, 2]", "n = [7, 3]"),
+    )
+    (directory / "hidden_inputs.py").write_text(INPUTS_MODULE)
+    (directory / "g.py").write_text(
+        "# %% calls=images\nmade = _dg_inputs.images(*HIDDEN['n'])  # noqa: F821\n"
+        "mine = images(0, 0)  # noqa: F821 (the student's)\n"
+    )
+    spec = load_spec(directory)
+    assert spec.hidden_module == directory / "hidden_inputs.py"
+    namespace: dict[str, object] = {"images": lambda *_: "student's"}
+    for source in gradetime_sources(spec):
+        exec(source, namespace)
+    loaded = importlib.util.spec_from_file_location("hidden_inputs", spec.hidden_module)
+    assert loaded is not None and loaded.loader is not None
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    assert (namespace["made"] == module.images(7, 3)).all()  # type: ignore[attr-defined]
+    assert namespace["mine"] == "student's"
+    loader_cell = gradetime_cells(spec)[0][0]
+    assert "_dg_inputs" in loader_cell and "[7, 3]" not in loader_cell  # values come by pipe
+    assert exercise_secrets(spec).reveals(
+        "line 7: return np.random.default_rng(seed).integers(1, 256, size=(count, 4, 4), "
+        "dtype=np.uint8)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ('"missing.py"', "does not exist"),
+        ('"inputs.txt"', "must name a .py file"),
+        ('"my-inputs.py"', "importable by name"),
+        ('"test_inputs.py"', "not a test or conftest"),
+        ("3", "must name a .py file"),
+    ],
+)
+def test_bad_hidden_module_names_file_and_fix(tmp_path: Path, value: str, words: str) -> None:
+    directory = write_spec(
+        tmp_path,
+        GOOD.replace('notebook = "ex.ipynb"', f"notebook = 'ex.ipynb'\nhidden_module = {value}"),
+    )
+    for name in ("inputs.txt", "my-inputs.py", "test_inputs.py"):
+        (directory / name).write_text("")
+    with pytest.raises(InputError) as raised:
+        load_spec(directory)
+    assert raised.value.path == directory / "spec.toml" and words in raised.value.problem
+    assert "hidden_inputs.py" in raised.value.problem  # the example of a right value

@@ -61,6 +61,9 @@ class ExerciseSpec:
     # An exercise under construction: loadable by name, left out of "every exercise" (demo,
     # check-solutions, release --check) until it is complete.
     draft: bool = False
+    # Code that makes hidden inputs from hidden values (arrays from a seed), written once: the
+    # checks `import` it, the grade-time cells call it as `_dg_inputs` (grade.gradetime_cells).
+    hidden_module: Path | None = None
 
     def profile(self, name: str) -> ProfileSpec:
         try:
@@ -122,6 +125,25 @@ def _profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpec:
     )
 
 
+def _hidden_module(value: Any, directory: Path, path: Path) -> Path | None:
+    """The hidden_module file: a module of the exercise folder the checks can import by name."""
+    if value is None:
+        return None
+    hint = 'e.g. hidden_module = "hidden_inputs.py", a file beside spec.toml'
+    if not isinstance(value, str) or not value.endswith(".py"):
+        raise InputError(path, f"hidden_module must name a .py file ({hint}), got {value!r}")
+    if not value[:-3].isidentifier() or value.startswith(("test_", "conftest")):
+        raise InputError(
+            path,
+            f"hidden_module {value!r} must be importable by name and not a test or conftest "
+            f"file ({hint})",
+        )
+    module = directory / value
+    if not module.is_file():
+        raise InputError(path, f"hidden_module file {value!r} does not exist ({hint})")
+    return module
+
+
 def load_spec(directory: Path) -> ExerciseSpec:
     """Read and validate `directory/spec.toml`; every error names the file and the key."""
     path = directory / "spec.toml"
@@ -143,6 +165,7 @@ def load_spec(directory: Path) -> ExerciseSpec:
     if gradetime_path is not None and not gradetime_path.is_file():
         raise InputError(path, f"gradetime_cells file {gradetime!r} does not exist")
     return ExerciseSpec(
+        hidden_module=_hidden_module(raw.get("hidden_module"), directory, path),
         name=name,
         title=_require(raw, "title", str, path, "top level"),
         directory=directory,

@@ -75,14 +75,34 @@ def _marked_cells(spec: ExerciseSpec) -> list[tuple[str, list[str]]]:
     return cells
 
 
+def hidden_inputs_source(spec: ExerciseSpec) -> str:
+    """The spec's hidden_module made into `_dg_inputs`, a module object of its own (its names
+    never overwrite the student's): appended to the loader cell. "" without one."""
+    if spec.hidden_module is None:
+        return ""
+    module = spec.hidden_module
+    source = module.read_text(encoding="utf-8")
+    return f"""
+
+import types as _dg_types
+
+_dg_inputs = _dg_types.ModuleType({module.stem!r})
+exec(compile({source!r}, {module.name!r}, "exec"), _dg_inputs.__dict__)
+del _dg_types"""
+
+
 def gradetime_cells(spec: ExerciseSpec) -> list[tuple[str, dict[str, Any]]]:
     """The grade-time cells of the grader's notebook as (source, cell metadata): the hidden
-    values' loader first, then gradetime.py's cells, each with the functions it calls. No
-    source holds a hidden value (stage 1's runner hands them to the loader)."""
+    values' loader first (with the hidden_module as `_dg_inputs`), then gradetime.py's cells,
+    each with the functions it calls. No source holds a hidden value (stage 1's runner hands
+    them to the loader)."""
     cells = _marked_cells(spec)
     if not cells:
         return []
-    loader: tuple[str, dict[str, Any]] = (HIDDEN_LOADER, {"deepgrade": {"calls": []}})
+    loader: tuple[str, dict[str, Any]] = (
+        HIDDEN_LOADER + hidden_inputs_source(spec),
+        {"deepgrade": {"calls": []}},
+    )
     return [loader, *((source, {"deepgrade": {"calls": calls}}) for source, calls in cells)]
 
 
@@ -91,7 +111,8 @@ def gradetime_sources(spec: ExerciseSpec) -> list[str]:
     in-process in tests only. The grader's notebook uses gradetime_cells, which never holds
     the values."""
     cells = _marked_cells(spec)
-    return [f"HIDDEN = {dict(spec.hidden)!r}", *(s for s, _ in cells)] if cells else []
+    loader = f"HIDDEN = {dict(spec.hidden)!r}" + hidden_inputs_source(spec)
+    return [loader, *(s for s, _ in cells)] if cells else []
 
 
 def student_artifacts(spec: ExerciseSpec, release_nb: Any) -> list[str]:

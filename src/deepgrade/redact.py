@@ -114,9 +114,10 @@ def secrets_of(hidden: Mapping[str, Any], gradetime_sources: Iterable[str]) -> S
 
 
 def exercise_secrets(spec: ExerciseSpec) -> Secrets:
-    """Secrets of an exercise: its [hidden] table and its grade-time cells' file."""
-    path = spec.gradetime_cells
-    sources = [path.read_text(encoding="utf-8")] if path is not None and path.is_file() else []
+    """Secrets of an exercise: its [hidden] table, its grade-time cells' file and the module
+    that makes hidden inputs."""
+    files = (spec.gradetime_cells, spec.hidden_module)
+    sources = [path.read_text(encoding="utf-8") for path in files if path and path.is_file()]
     return secrets_of(spec.hidden, sources)
 
 
