@@ -4,7 +4,8 @@ The grader's test batch is tiny: random images whose labels (dog 5 / cat 3) are 
 cnn1 network's own predictions, with a few other classes mixed in, so that network scores 100%
 without training and the same network with its two outputs swapped scores 0%. The grade-time
 cells run here for real (exec'd with the reference solution's split_cats_dogs and classify_file,
-or flawed ones), so the tests also prove that they and the checks rebuild the same hidden inputs.
+or flawed ones, and the exercise's hidden_inputs.py as `_dg_inputs`), so a full score also
+proves that the cells and the checks build the same hidden inputs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import importlib.util
 import json
 import pickle
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -52,12 +52,11 @@ CHECKS = {  # check id -> points: the exercise is worth 18
 }
 
 
-def exercise_conftest() -> ModuleType:
-    """The exercise's conftest.py as a module of its own (not the tests' conftest)."""
-    spec = importlib.util.spec_from_file_location("catdog_conftest", EXERCISE / "conftest.py")
+def hidden_inputs() -> ModuleType:
+    """The exercise's hidden_inputs.py, imported from its file."""
+    spec = importlib.util.spec_from_file_location("catdog_hidden", EXERCISE / "hidden_inputs.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
     spec.loader.exec_module(module)
     return module
 
@@ -74,7 +73,7 @@ def solution_functions() -> dict[str, Any]:
     return {name: namespace[name] for name in ("split_cats_dogs", "classify_file")}
 
 
-def cnn1(keras: Any) -> Any:
+def cnn1(keras: Any, dropout: float = 0.25) -> Any:
     layers = keras.layers
     model = keras.Sequential(
         [
@@ -84,9 +83,9 @@ def cnn1(keras: Any) -> Any:
             layers.Conv2D(40, (5, 5), activation="relu"),
             layers.MaxPooling2D((2, 2)),
             layers.Flatten(),
-            layers.Dropout(0.25),
+            layers.Dropout(dropout),
             layers.Dense(1000, activation="relu"),
-            layers.Dropout(0.25),
+            layers.Dropout(dropout),
             layers.Dense(2, activation="softmax"),
         ]
     )
@@ -279,15 +278,12 @@ def test_catdog_checks_are_worth_18_points(spec: ExerciseSpec) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 4242])
-def test_gradetime_and_checks_build_the_same_hidden_arrays(spec: ExerciseSpec, seed: int) -> None:
-    namespace: dict[str, Any] = {}
-    exec(gradetime_sources(spec)[1].split("\n_dg_outputs = {}")[0], namespace)
-    theirs = namespace["_dg_hidden_split_cases"](seed)
-    ours = exercise_conftest().hidden_split_cases(seed)
-    assert list(theirs) == list(ours) == ["mixed", "no_cats", "no_dogs", "alternating", "neither"]
-    for name, (x, y) in ours.items():
-        assert np.array_equal(theirs[name][0], x) and np.array_equal(theirs[name][1], y)
-    counts = {name: (int(np.sum(y == 5)), int(np.sum(y == 3))) for name, (_, y) in ours.items()}
+def test_hidden_split_cases_cover_the_edge_cases(seed: int) -> None:
+    cases = hidden_inputs().split_cases(seed)
+    assert list(cases) == ["mixed", "no_cats", "no_dogs", "alternating", "neither"]
+    for x, y in cases.values():  # every image unique, so the checks can find each one
+        assert len({image.tobytes() for image in x}) == len(y) == len(x)
+    counts = {name: (int(np.sum(y == 5)), int(np.sum(y == 3))) for name, (_, y) in cases.items()}
     assert counts["no_cats"][1] == counts["no_dogs"][0] == 0 and counts["neither"] == (0, 0)
     assert min(counts["mixed"]) > 0 and min(counts["no_cats"][0], counts["no_dogs"][1]) > 0
 
@@ -352,4 +348,28 @@ def test_broken_functions_lose_only_their_checks(spec: ExerciseSpec, world: dict
     )
     assert said["test_classify_file"] == (
         "classify_file must return the string 'dog' or 'cat', nothing else"
+    )
+
+
+def test_architecture_checks_every_setting_cnn1_fixes(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    """Another dropout rate predicts exactly as cnn1 does, and still is not cnn1.py's network."""
+    import shutil
+
+    import keras
+
+    folder = world["root"] / "dropout"
+    shutil.copytree(world["good"], folder)
+    variant = cnn1(keras, dropout=0.5)
+    variant.set_weights(keras.saving.load_model(world["good"] / "model.keras").get_weights())
+    variant.save(folder / "model.keras")
+    report = run_checks(
+        spec, "smoke", folder, world["data"], workdir=world["root"] / "work-dropout", unsafe=True
+    )
+    assert report.error is None, report.error
+    assert sorted(set(CHECKS) - set(passed(report))) == ["test_training::test_architecture"]
+    assert messages(report)["test_architecture"] == (
+        "your network differs from cnn1.py's: layer 6 (Dropout): rate should be 0.25, yours is "
+        "0.5; layer 8 (Dropout): rate should be 0.25, yours is 0.5"
     )
