@@ -24,7 +24,7 @@ import pytest
 
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
-from deepgrade.notebooks import split_cells
+from deepgrade.grade import gradetime_sources
 from deepgrade.results import CheckReport
 
 # Keras 3.15 with TensorFlow under numpy 2 warns on every weight save; not ours to fix.
@@ -53,10 +53,10 @@ INITIAL = [np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)]
 
 
 @functools.cache
-def conftest_module() -> ModuleType:
-    """The exercise's conftest (its statistics), imported from its file once."""
-    name = "bn_discovery_conftest"
-    spec = importlib.util.spec_from_file_location(name, EXERCISE / "conftest.py")
+def exercise_module(stem: str) -> ModuleType:
+    """A plain module of the exercise (moving_stats, hidden_inputs), imported from its file."""
+    name = f"bn_discovery_{stem}"
+    spec = importlib.util.spec_from_file_location(name, EXERCISE / f"{stem}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # its dataclasses look their module up there
@@ -124,8 +124,8 @@ def replay_fit(
     return mean, variance
 
 
-def build(keras: Any, width: int, bn_first: bool = True) -> Any:
-    """build_model(width) as a student writes it."""
+def build(keras: Any, width: int, bn_first: bool = True, pool: int = 2) -> Any:
+    """build_model(width) as a student writes it (`pool`: its pooling strides)."""
     from keras import layers
 
     model = keras.Sequential([keras.Input((32, 32, 3))])
@@ -135,7 +135,7 @@ def build(keras: Any, width: int, bn_first: bool = True) -> Any:
         for _ in range(2):
             model.add(layers.Conv2D(filters // width, (3, 3), padding="same", activation="relu"))
             model.add(layers.BatchNormalization())
-        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.MaxPooling2D((2, 2), strides=pool))
     model.add(layers.Flatten())
     model.add(layers.Dense(1000 // width, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
@@ -161,11 +161,15 @@ def write_artifacts(
     return folder
 
 
-def hidden_outputs(spec: ExerciseSpec, **mistake: Any) -> dict[str, np.ndarray]:
-    """What bn_forward returns on the hidden arrays, right or with a mistake."""
+def hidden_outputs(spec: ExerciseSpec, eps: float | None = None) -> dict[str, np.ndarray]:
+    """What bn_forward returns on the hidden arrays, right or with another epsilon."""
     hidden = spec.hidden["bn_forward"]
-    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
-    return {"images": bn.forward(bn.images, **mistake), "rows": bn.forward(bn.rows, **mistake)}
+    bn = exercise_module("hidden_inputs").bn_forward_inputs(hidden["seed"], hidden["channels"])
+    spread = np.sqrt(bn["var"] + (hidden["eps"] if eps is None else eps))
+    return {
+        key: bn["gamma"] * (bn[key] - bn["mean"]) / spread + bn["beta"]
+        for key in ("images", "rows")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +298,7 @@ def test_missing_artifacts_fail_closed(spec: ExerciseSpec, world: dict[str, Any]
 def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
     """Over many replays of fit, the moving stats' deviations from the derived expectation,
     in units of the derived standard deviation, have mean about 0 and spread about 1."""
-    module = conftest_module()
+    module = exercise_module("moving_stats")
     rng = np.random.default_rng(1)
     n = 400
     brightness = rng.uniform(0.1, 0.9, size=(n, 1, 3))
@@ -318,30 +322,53 @@ def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
         assert np.all((z.std(axis=0) > 0.8) & (z.std(axis=0) < 1.25))
 
 
-def test_gradetime_cell_uses_the_checks_hidden_recipe(spec: ExerciseSpec, tmp_path: Path) -> None:
-    """The grade-time cell hands bn_forward exactly the arrays the check recomputes."""
-    seen: list[tuple[np.ndarray, ...]] = []
+def test_gradetime_cell_calls_bn_forward_with_the_hidden_arrays(
+    spec: ExerciseSpec, tmp_path: Path
+) -> None:
+    """The grade-time cell hands bn_forward hidden_inputs.py's arrays, in the order of its
+    parameters, and saves each output under its input's name."""
+    seen: list[tuple[Any, ...]] = []
 
     def bn_forward(*args: Any) -> np.ndarray:
         seen.append(args)
-        return np.asarray(args[0])
+        return np.asarray(args[0]) * 2
 
-    namespace = {
-        "HIDDEN": dict(spec.hidden),
-        "ARTIFACT_DIR": str(tmp_path),
-        "bn_forward": bn_forward,
-    }
-    for source in split_cells(spec.gradetime_cells.read_text(encoding="utf-8")):
-        exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cell
+    namespace = {"ARTIFACT_DIR": str(tmp_path), "bn_forward": bn_forward}
+    for source in gradetime_sources(spec):
+        exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cells
     hidden = spec.hidden["bn_forward"]
-    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
-    recipe = (bn.gamma, bn.beta, bn.mean, bn.var)
+    bn = exercise_module("hidden_inputs").bn_forward_inputs(hidden["seed"], hidden["channels"])
     assert len(seen) == 2
-    for call, x in zip(seen, (bn.images, bn.rows), strict=True):
-        assert np.array_equal(call[0], x)
-        assert all(np.array_equal(a, b) for a, b in zip(call[1:5], recipe, strict=True))
-        assert call[5] == bn.eps
+    for call, key in zip(seen, ("images", "rows"), strict=True):
+        assert np.array_equal(call[0], bn[key])
+        for given, name in zip(call[1:5], ("gamma", "beta", "mean", "var"), strict=True):
+            assert np.array_equal(given, bn[name])
+        assert call[5] == hidden["eps"]
     with np.load(tmp_path / "bn_forward.npz") as saved:
-        assert np.array_equal(saved["images"], bn.images)
-        assert np.array_equal(saved["rows"], bn.rows)
-    assert bn.images.shape[-1] != 3  # another number of channels than CIFAR-10's
+        assert np.array_equal(saved["images"], bn["images"] * 2)
+        assert np.array_equal(saved["rows"], bn["rows"] * 2)
+    assert bn["images"].shape[-1] != 3  # another number of channels than CIFAR-10's
+
+
+def test_program7_is_checked_in_every_setting_it_fixes(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    """Pooling with stride 1 keeps every layer type but is not program 7."""
+    import shutil
+
+    import keras
+
+    folder = world["root"] / "pool_stride"
+    shutil.copytree(world["good"], folder)
+    build(keras, int(spec.profile("smoke").parameters["WIDTH"]), pool=1).save(
+        folder / "model.keras"
+    )
+    report = grade({**world, "pool_stride": folder}, spec, "pool_stride", unsafe=True)
+    assert report.error is None, report.error
+    assert [c.check_id for c in report.checks if not c.passed] == [
+        "test_architecture::test_program7_layers"
+    ]
+    assert messages(report)["test_program7_layers"].startswith(
+        "your network differs from program 7 (filters and units divided by WIDTH): layer 6 "
+        "(MaxPooling2D): strides should be 2x2, yours is 1x1; layer 11 (MaxPooling2D): "
+    )
