@@ -226,3 +226,19 @@ def test_compile_config_of_a_saved_model(small_model: Any, tmp_path: Path) -> No
     assert "without compile settings" in failure(
         lambda: checks.compile_config(tmp_path / "bare.keras")
     )
+
+
+def test_optimizer_steps_counts_the_batches_of_fit(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.save(tmp_path / "untrained.keras")
+    x, y = np.zeros((250, 4)), keras.utils.to_categorical(np.zeros(250), 2)
+    model.fit(x, y, batch_size=100, epochs=3, verbose=0)  # ceil(250 / 100) = 3 per epoch
+    model.save(tmp_path / "trained.keras")
+    uncompiled = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    uncompiled.save(tmp_path / "bare.keras")
+    assert checks.optimizer_steps(tmp_path / "trained.keras") == 9
+    assert checks.optimizer_steps(tmp_path / "untrained.keras") == 0
+    assert checks.optimizer_steps(tmp_path / "bare.keras") is None
