@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import pickle
 import re
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from deepgrade import notebooks
+from deepgrade.checks import optimizer_steps
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
@@ -73,7 +75,7 @@ def solution_functions() -> dict[str, Any]:
     return {name: namespace[name] for name in ("split_cats_dogs", "classify_file")}
 
 
-def cnn1(keras: Any, dropout: float = 0.25) -> Any:
+def cnn1(keras: Any, dropout: float = 0.25, optimizer: str = "Adam") -> Any:
     layers = keras.layers
     model = keras.Sequential(
         [
@@ -89,7 +91,7 @@ def cnn1(keras: Any, dropout: float = 0.25) -> Any:
             layers.Dense(2, activation="softmax"),
         ]
     )
-    model.compile(optimizer=keras.optimizers.Adam(), loss="categorical_crossentropy")
+    model.compile(optimizer=getattr(keras.optimizers, optimizer)(), loss="categorical_crossentropy")
     model.optimizer.build(model.trainable_variables)  # saved as after training: loads cleanly
     return model
 
@@ -185,6 +187,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         (folder / "answers.json").write_text(json.dumps(answers))
         keys = ("loss", "accuracy", "val_loss", "val_accuracy")
         (folder / "history.json").write_text(json.dumps({k: [0.5] * epochs for k in keys}))
+        saved.optimizer.iterations.assign(math.ceil(n_train / 100) * epochs)  # batches of 100
         saved.save(folder / "model.keras")
         np.savez(folder / "examples.npz", images=split_x[order], probabilities=shown)
         run_gradetime(spec, folder, data, split_cats_dogs=split, classify_file=classify)
@@ -351,25 +354,50 @@ def test_broken_functions_lose_only_their_checks(spec: ExerciseSpec, world: dict
     )
 
 
-def test_architecture_checks_every_setting_cnn1_fixes(
-    spec: ExerciseSpec, world: dict[str, Any]
+@pytest.mark.parametrize(
+    ("variant", "loses", "message"),
+    [
+        (
+            "dropout",
+            "test_architecture",
+            "your network differs from cnn1.py's: layer 6 (Dropout): rate should be 0.25, yours "
+            "is 0.5; layer 8 (Dropout): rate should be 0.25, yours is 0.5",
+        ),
+        ("batch_32", "test_history", "your model made {steps} training steps where"),
+        (
+            "sgd",
+            "test_history",
+            "the optimizer should be keras.optimizers.Adam() with its defaults",
+        ),
+    ],
+)
+def test_settings_cnn1_fixes_are_checked(
+    spec: ExerciseSpec, world: dict[str, Any], variant: str, loses: str, message: str
 ) -> None:
-    """Another dropout rate predicts exactly as cnn1 does, and still is not cnn1.py's network."""
+    """The good submission's model with one setting cnn1.py fixes changed, and its predictions
+    unchanged: another dropout rate, batch size or optimizer loses exactly its check."""
     import shutil
 
     import keras
 
-    folder = world["root"] / "dropout"
+    folder = world["root"] / variant
     shutil.copytree(world["good"], folder)
-    variant = cnn1(keras, dropout=0.5)
-    variant.set_weights(keras.saving.load_model(world["good"] / "model.keras").get_weights())
-    variant.save(folder / "model.keras")
+    good = world["good"] / "model.keras"
+    model = cnn1(
+        keras,
+        dropout=0.5 if variant == "dropout" else 0.25,
+        optimizer=("SGD" if variant == "sgd" else "Adam"),
+    )
+    model.set_weights(keras.saving.load_model(good).get_weights())
+    steps = optimizer_steps(good)
+    assert steps  # the good model made its updates
+    if variant == "batch_32":
+        steps = steps * 100 // 32 + 1
+    model.optimizer.iterations.assign(steps)
+    model.save(folder / "model.keras")
     report = run_checks(
-        spec, "smoke", folder, world["data"], workdir=world["root"] / "work-dropout", unsafe=True
+        spec, "smoke", folder, world["data"], workdir=world["root"] / f"work-{variant}", unsafe=True
     )
     assert report.error is None, report.error
-    assert sorted(set(CHECKS) - set(passed(report))) == ["test_training::test_architecture"]
-    assert messages(report)["test_architecture"] == (
-        "your network differs from cnn1.py's: layer 6 (Dropout): rate should be 0.25, yours is "
-        "0.5; layer 8 (Dropout): rate should be 0.25, yours is 0.5"
-    )
+    assert sorted(set(CHECKS) - set(passed(report))) == [f"test_training::{loses}"]
+    assert messages(report)[loses].startswith(message.format(steps=steps))

@@ -6,6 +6,7 @@ saved model on the grader's own split of its test set; what the notebook printed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deepgrade.checks import expect_accuracy, expect_history, expect_layers, fail
+from deepgrade.checks import (
+    compile_config,
+    expect_accuracy,
+    expect_history,
+    expect_layers,
+    expect_loss,
+    expect_optimizer,
+    fail,
+    optimizer_steps,
+)
 from deepgrade.exercise import ProfileSpec
 
 # cnn1.py's network, every setting it fixes (Keras' defaults included) but the initializers.
@@ -30,6 +40,8 @@ CNN1 = [
     ("Dropout", {"rate": 0.25}),
     ("Dense", {"units": 2, "activation": "softmax", "use_bias": True}),
 ]
+ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Adam()
+BATCH = 100
 PROBABILITY_TOLERANCE = 0.02  # GPU vs CPU round-off
 
 
@@ -67,12 +79,30 @@ def test_architecture(model: Any) -> None:
 
 
 @pytest.mark.points(1)
-def test_history(history: dict[str, list[float]], profile: ProfileSpec) -> None:
-    """Training ran for EPOCHS epochs with the test set as validation data"""
+def test_history(
+    history: dict[str, list[float]],
+    profile: ProfileSpec,
+    artifact: Callable[[str], Path],
+    answers: dict[str, Any],
+    n_train: int,
+) -> None:
+    """Trained as cnn1.py: Adam(), cross-entropy, batch 100, EPOCHS epochs, test set as validation"""
+    epochs = int(profile.parameters["EPOCHS"])
     expect_history(
         history,
-        epochs=int(profile.parameters["EPOCHS"]),
+        epochs=epochs,
         fit_hint="compile with metrics=['accuracy'] and pass validation_data=(QX, QY) to model.fit",
+    )
+    config = compile_config(artifact("model.keras"))
+    expect_optimizer(config, "Adam", ADAM, spelled="keras.optimizers.Adam() with its defaults")
+    expect_loss(config, "categorical_crossentropy", hint="two one-hot classes")
+    rows = answers["y_train_shape"]  # the training images fit saw, as the notebook split them
+    n = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], int) else n_train
+    steps = optimizer_steps(artifact("model.keras"))
+    assert steps is None or steps == math.ceil(n / BATCH) * epochs, (
+        f"your model made {steps} training steps where {n} images in batches of {BATCH} for "
+        f"{epochs} epochs make {math.ceil(n / BATCH) * epochs}: train once, with "
+        f"model.fit(AX, AY, batch_size={BATCH}, epochs=EPOCHS, ...)"
     )
 
 
