@@ -124,8 +124,11 @@ def replay_fit(
     return mean, variance
 
 
-def build(keras: Any, width: int, bn_first: bool = True, pool: int = 2) -> Any:
-    """build_model(width) as a student writes it (`pool`: its pooling strides)."""
+def build(
+    keras: Any, width: int, bn_first: bool = True, pool: int = 2, optimizer: str | None = "Adam"
+) -> Any:
+    """build_model(width) as a student writes it (`pool`: its pooling strides), compiled as the
+    train cell compiles it (`optimizer`: None leaves it uncompiled, as build_model returns it)."""
     from keras import layers
 
     model = keras.Sequential([keras.Input((32, 32, 3))])
@@ -139,6 +142,10 @@ def build(keras: Any, width: int, bn_first: bool = True, pool: int = 2) -> Any:
     model.add(layers.Flatten())
     model.add(layers.Dense(1000 // width, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
+    if optimizer is not None:
+        model.compile(
+            optimizer=getattr(keras.optimizers, optimizer)(), loss="categorical_crossentropy"
+        )
     return model
 
 
@@ -150,6 +157,7 @@ def write_artifacts(
     after: list[np.ndarray],
     model: Any,
     bn_forward: dict[str, np.ndarray] | None,
+    built: Any = None,
 ) -> Path:
     folder.mkdir()
     (folder / "answers.json").write_text(json.dumps(answers))
@@ -158,6 +166,8 @@ def write_artifacts(
     model.save(folder / "model.keras")
     if bn_forward is not None:
         np.savez(folder / "bn_forward.npz", **bn_forward)
+    if built is not None:  # what the grade-time cell saves: build_model(hidden width)
+        built.save(folder / "hidden_build.keras")
     return folder
 
 
@@ -197,6 +207,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         after=[np.array([0.97, 1.02, 0.99]), np.array([0.01, -0.02, 0.03]), mean, variance],
         model=build(keras, width),
         bn_forward=hidden_outputs(spec),
+        built=build(keras, spec.hidden["build_width"], optimizer=None),
     )
     # Wrong: answers swapped and "std", moving stats of unscaled pixels after one epoch,
     # the BN after the first convolution, bn_forward without epsilon.
@@ -322,18 +333,27 @@ def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
         assert np.all((z.std(axis=0) > 0.8) & (z.std(axis=0) < 1.25))
 
 
-def test_gradetime_cell_calls_bn_forward_with_the_hidden_arrays(
+def test_gradetime_cells_call_the_students_functions_with_the_hidden_inputs(
     spec: ExerciseSpec, tmp_path: Path
 ) -> None:
-    """The grade-time cell hands bn_forward hidden_inputs.py's arrays, in the order of its
-    parameters, and saves each output under its input's name."""
+    """The grade-time cells hand bn_forward hidden_inputs.py's arrays, in the order of its
+    parameters, saving each output under its input's name, and build_model the hidden width."""
     seen: list[tuple[Any, ...]] = []
 
     def bn_forward(*args: Any) -> np.ndarray:
         seen.append(args)
         return np.asarray(args[0]) * 2
 
-    namespace = {"ARTIFACT_DIR": str(tmp_path), "bn_forward": bn_forward}
+    class Built:
+        def save(self, path: str) -> None:
+            Path(path).write_text("a model")
+
+    widths: list[int] = []
+    namespace = {
+        "ARTIFACT_DIR": str(tmp_path),
+        "bn_forward": bn_forward,
+        "build_model": lambda width: widths.append(width) or Built(),
+    }
     for source in gradetime_sources(spec):
         exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cells
     hidden = spec.hidden["bn_forward"]
@@ -348,27 +368,56 @@ def test_gradetime_cell_calls_bn_forward_with_the_hidden_arrays(
         assert np.array_equal(saved["images"], bn["images"] * 2)
         assert np.array_equal(saved["rows"], bn["rows"] * 2)
     assert bn["images"].shape[-1] != 3  # another number of channels than CIFAR-10's
+    assert widths == [spec.hidden["build_width"]] and (tmp_path / "hidden_build.keras").is_file()
+    smoke, full = (int(spec.profile(name).parameters["WIDTH"]) for name in ("smoke", "full"))
+    assert spec.hidden["build_width"] not in (smoke, full)  # another width than WIDTH's
 
 
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (
+            "pool_stride",
+            "your network differs from program 7 (filters and units divided by WIDTH): layer 6 "
+            "(MaxPooling2D): strides should be 2x2, yours is 1x1; layer 11 (MaxPooling2D): ",
+        ),
+        ("sgd", "the optimizer should be keras.optimizers.Adam() with its defaults"),
+        (
+            "width_constant",
+            "build_model(width) called by the grader with another width differs from program 7 "
+            "divided by that width (use width, not WIDTH or a number, inside build_model): "
+            "layer 2 (Conv2D) has the wrong filters;",
+        ),
+    ],
+)
 def test_program7_is_checked_in_every_setting_it_fixes(
-    spec: ExerciseSpec, world: dict[str, Any]
+    spec: ExerciseSpec, world: dict[str, Any], variant: str, message: str
 ) -> None:
-    """Pooling with stride 1 keeps every layer type but is not program 7."""
+    """Pooling with stride 1, another optimizer, or a build_model that divides by WIDTH's value
+    instead of its argument: each keeps every layer type but is not program 7."""
     import shutil
 
     import keras
 
-    folder = world["root"] / "pool_stride"
+    folder = world["root"] / variant
     shutil.copytree(world["good"], folder)
-    build(keras, int(spec.profile("smoke").parameters["WIDTH"]), pool=1).save(
-        folder / "model.keras"
-    )
-    report = grade({**world, "pool_stride": folder}, spec, "pool_stride", unsafe=True)
+    width = int(spec.profile("smoke").parameters["WIDTH"])
+    if variant == "width_constant":  # build_model(4) built as build_model(WIDTH)
+        build(keras, width, optimizer=None).save(folder / "hidden_build.keras")
+    else:
+        model = build(
+            keras,
+            width,
+            pool=1 if variant == "pool_stride" else 2,
+            optimizer=("SGD" if variant == "sgd" else "Adam"),
+        )
+        model.save(folder / "model.keras")
+    report = grade({**world, variant: folder}, spec, variant, unsafe=True)
     assert report.error is None, report.error
     assert [c.check_id for c in report.checks if not c.passed] == [
         "test_architecture::test_program7_layers"
     ]
-    assert messages(report)["test_program7_layers"].startswith(
-        "your network differs from program 7 (filters and units divided by WIDTH): layer 6 "
-        "(MaxPooling2D): strides should be 2x2, yours is 1x1; layer 11 (MaxPooling2D): "
-    )
+    said = messages(report)["test_program7_layers"]
+    assert said.startswith(message)
+    if variant == "width_constant":  # no value of the hidden width's network shows
+        assert "should be" not in said and "yours is" not in said

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deepgrade.checks import expect_layers, flat_layers
+from deepgrade.checks import (
+    compile_config,
+    expect_layers,
+    expect_loss,
+    expect_optimizer,
+    fail,
+    flat_layers,
+)
 from deepgrade.exercise import ProfileSpec
 
 FILTERS = (40, 80, 160, 320, 320)  # program 7's five blocks of two convolutions
 DENSE = 1000
+ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Adam()
 BN_DEFAULTS = {"momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True}
 
 
@@ -59,8 +69,15 @@ def test_bn_first_layer(model: Any) -> None:
 
 
 @pytest.mark.points(2)
-def test_program7_layers(model: Any, profile: ProfileSpec) -> None:
-    """The rest is program 7: five blocks of two Conv2D+BN and a pooling, then two Dense"""
+def test_program7_layers(
+    model: Any,
+    profile: ProfileSpec,
+    artifact: Callable[[str], Path],
+    artifacts_dir: Path,
+    load_model: Callable[[str], Any],
+    hidden: Any,
+) -> None:
+    """The rest is program 7, compiled as it: 5 blocks of two Conv2D+BN and a pooling, 2 Dense"""
     expected = [("BatchNormalization", {}), *program7(int(profile.parameters["WIDTH"]))]
     found = [type(layer).__name__ for layer in flat_layers(model)]
     assert found == [kind for kind, _ in expected], (
@@ -72,4 +89,22 @@ def test_program7_layers(model: Any, profile: ProfileSpec) -> None:
         model,
         expected,
         what="your network differs from program 7 (filters and units divided by WIDTH)",
+    )
+    config = compile_config(artifact("model.keras"))
+    expect_optimizer(config, "Adam", ADAM, spelled="keras.optimizers.Adam() with its defaults")
+    expect_loss(config, "categorical_crossentropy", hint="ten one-hot classes, as program 7")
+    # The grade-time cell called build_model with another width (a hidden one).
+    if not (artifacts_dir / "hidden_build.keras").is_file():
+        fail(
+            "the grader called build_model with another width and got no model back (it "
+            "raised an error): build_model(width) must work for any width"
+        )
+    expected = [("BatchNormalization", {}), *program7(int(hidden["build_width"]))]
+    expect_layers(
+        load_model("hidden_build.keras"),
+        expected,
+        what="build_model(width) called by the grader with another width differs from "
+        "program 7 divided by that width (use width, not WIDTH or a number, inside "
+        "build_model)",
+        show=False,
     )
