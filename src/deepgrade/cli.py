@@ -148,6 +148,45 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_mutate(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from deepgrade.mutate import list_mutants, run_mutations
+    from deepgrade.mutate_report import markdown, print_report, write_readme
+
+    project = _project(args)
+    console = Console(stderr=args.json)
+    only = tuple(o for value in args.only or () for o in value.split(",") if o)
+    if args.list:
+        for mutant in list_mutants(project, args.exercise, args.profile, only, args.limit):
+            print(f"{mutant.name}  {mutant.description}")
+        return EXIT_OK
+    report = run_mutations(
+        project,
+        args.exercise,
+        profile=args.profile,
+        workers=args.workers,
+        only=only,
+        limit=args.limit,
+        unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
+        workdir=Path(args.workdir) if args.workdir else None,
+        console=console,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        print_report(report, console)
+    if args.write:
+        command = f"deepgrade mutate {args.exercise} --profile {args.profile}"
+        readme = project.autograder / args.exercise / "README.md"
+        write_readme(readme, markdown(report, command))
+        console.print(f"wrote the mutation table into {readme}")
+    return report.exit_code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deepgrade.demo import run_demo
 
@@ -158,6 +197,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
     )
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from deepgrade.scaffold import new_exercise
+
+    made = new_exercise(
+        _project(args), args.exercise, args.dataset, like=args.like, title=args.title
+    )
+    for path in (*made.written, *made.released):
+        print(f"wrote {path}")
+    print(
+        f"{made.name} is a draft: write its reference solution in source/{made.name}/, then "
+        "follow docs/authoring.md (release, check-solutions, calibrate)"
+    )
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from deepgrade.calibrate import calibrate, render_table, seed_line, write_table
+
+    project = _project(args)
+    done = calibrate(
+        project,
+        args.exercise,
+        seeds=args.seeds,
+        profile=args.profile,
+        margin=args.margin,
+        sample=args.sample,
+        workers=args.workers,
+        unsafe=args.unsafe,
+        allow_unlimited=args.allow_unlimited,
+        on_seed=lambda run: print(seed_line(run), flush=True),
+    )
+    table = render_table(done)
+    print(table)
+    if args.write:
+        readme = project.autograder / args.exercise / "README.md"
+        write_table(readme, table, args.sample)
+        print(f"wrote the table into {readme}")
+    return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -249,12 +328,47 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     chk.set_defaults(func=cmd_check_solutions)
 
+    mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
+    mut.add_argument("exercise")
+    mut.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    mut.add_argument("--workers", type=int, default=1, help="mutants graded at once")
+    mut.add_argument(
+        "--only", action="append", help="operators, cells or mutant names (comma-separated)"
+    )
+    mut.add_argument("--limit", type=int, help="grade at most this many mutants")
+    mut.add_argument("--list", action="store_true", help="list the mutants, grade nothing")
+    mut.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    mut.add_argument("--workdir", help="mutants and runs (default: .deepgrade/mutate/EXERCISE)")
+    mut.add_argument("--write", action="store_true", help="record the table in the README")
+    mut.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
+    mut.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    mut.set_defaults(func=cmd_mutate)
+
     demo = sub.add_parser("demo", help="everything end to end on synthetic data")
     demo.add_argument("--workdir", help="where the demo writes (default: .deepgrade/demo)")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--unsafe", action="store_true", help="no sandbox (hosts without bwrap)")
     demo.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     demo.set_defaults(func=cmd_demo)
+
+    new = sub.add_parser("new", help="scaffold a new exercise (docs/authoring.md)")
+    new.add_argument("exercise", help="the new exercise's name, e.g. shirts_dense")
+    new.add_argument("--dataset", help="signs, cifar10 or fashion_mnist (default: --like's)")
+    new.add_argument("--like", help="copy this exercise's profile values and data sizes")
+    new.add_argument("--title", help="the notebook's title (default: from the name)")
+    new.set_defaults(func=cmd_new)
+
+    cal = sub.add_parser("calibrate", help="grade the reference solution over seeds: thresholds")
+    cal.add_argument("exercise")
+    cal.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    cal.add_argument("--sample", help="a flawed sample of samples.toml instead: its margin")
+    cal.add_argument("--margin", type=float, default=0.05, help="threshold = min - margin")
+    cal.add_argument("--profile", default="smoke", choices=("smoke", "full"))
+    cal.add_argument("--workers", type=int, default=2, help="seeds graded at once")
+    cal.add_argument("--write", action="store_true", help="put the table into the README")
+    cal.add_argument("--unsafe", action="store_true", help="no sandbox (trusted code only)")
+    cal.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    cal.set_defaults(func=cmd_calibrate)
 
     doc = sub.add_parser("doctor", help="what this host enforces, and how to fix what it lacks")
     doc.add_argument("--json", action="store_true", help="the report as JSON")

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from deepgrade.errors import InputError
+from deepgrade.spec_keys import key_help
 
 PROFILES = ("smoke", "full")
 DATA_VARIANTS = ("synth", "real")
@@ -77,7 +78,7 @@ class ExerciseSpec:
 
 def _require(table: Mapping[str, Any], key: str, kind: type, path: Path, where: str) -> Any:
     if key not in table:
-        raise InputError(path, f"{where}: missing key {key!r}")
+        raise InputError(path, f"{where}: missing key {key!r}{key_help(key)}")
     value = table[key]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

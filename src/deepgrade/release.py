@@ -31,7 +31,7 @@ from nbformat import NotebookNode
 
 from deepgrade import notebooks as nbt
 from deepgrade.errors import InputError
-from deepgrade.exercise import load_exercise
+from deepgrade.exercise import ExerciseSpec, load_exercise
 from deepgrade.project import Project
 
 # Cell and notebook metadata written by a run (papermill, Jupyter extensions), not by the author.
@@ -77,6 +77,7 @@ def render_exercise(project: Project, name: str) -> dict[Path, bytes]:
     source_path = source_dir / spec.notebook
     source = nbt.read_notebook(source_path)
     validate_source(source, source_path)
+    check_parameters(source, spec, source_path)
     version = "sha256:" + hashlib.sha256(source_path.read_bytes()).hexdigest()[:16]
     outputs = {
         project.release / name / spec.notebook: _dump(
@@ -104,15 +105,28 @@ def validate_source(nb: NotebookNode, path: Path) -> None:
         if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", [])
     ]
     if not parameters:
-        raise InputError(path, "no code cell tagged 'parameters' (papermill injects values there)")
+        raise InputError(
+            path,
+            "no code cell tagged 'parameters' (the grader sets DATA_DIR, ARTIFACT_DIR, PROFILE "
+            "and the profiles' parameters there): add a code cell assigning them near the top "
+            "and give it the tag parameters (Jupyter: View > Cell Toolbar > Tags); see "
+            "docs/authoring.md",
+        )
     if len(parameters) > 1:
-        raise InputError(path, f"cells {parameters} are all tagged 'parameters'; keep one")
+        raise InputError(
+            path, f"cells {parameters} are all tagged 'parameters'; keep the tag on one of them"
+        )
     seen: dict[str, int] = {}
     for pos, cell in enumerate(nb.cells, 1):
         gid = nbt.grade_id(cell)
         where = f"cell {pos}" + (f" ({gid})" if gid else "")
         if nbt.nbgrader(cell) and gid is None:
-            raise InputError(path, f"{where}: nbgrader metadata without a grade_id")
+            raise InputError(
+                path,
+                f"{where}: nbgrader metadata without a grade_id: give the cell a unique "
+                'grade_id, e.g. "grade_id": "train" in its nbgrader metadata (samples.toml and '
+                "the tamper check find cells by it)",
+            )
         if gid is not None:
             if gid in seen:
                 raise InputError(
@@ -129,15 +143,57 @@ def validate_source(nb: NotebookNode, path: Path) -> None:
             if not regions:
                 raise InputError(
                     path,
-                    f"{where}: solution cell without {nbt.BEGIN_SOLUTION} ... "
-                    f"{nbt.END_SOLUTION} region",
+                    f"{where}: solution cell without a {nbt.BEGIN_SOLUTION} ... "
+                    f"{nbt.END_SOLUTION} region: put the reference code between a line "
+                    f"{nbt.BEGIN_SOLUTION!r} and a line {nbt.END_SOLUTION!r} (students get "
+                    "a stub there)",
                 )
             if nbt.nbgrader(cell).get("locked"):
                 raise InputError(path, f"{where}: a solution cell cannot also be locked")
         elif regions:
-            raise InputError(path, f"{where}: solution region in a cell not marked as a solution")
+            raise InputError(
+                path,
+                f"{where}: solution region in a cell not marked as a solution: set "
+                '"solution": true (and a grade_id) in its nbgrader metadata, or remove the '
+                "markers",
+            )
         if nbt.is_grade(cell) and "points" not in nbt.nbgrader(cell):
             raise InputError(path, f"{where}: grade cell without points")
+
+
+def check_parameters(nb: NotebookNode, spec: ExerciseSpec, path: Path) -> None:
+    """Every parameter a profile sets is assigned in the parameters cell: papermill would add
+    an unknown one silently, and the student would never see it."""
+    import ast
+
+    pos, cell = next(
+        (i, c)
+        for i, c in enumerate(nb.cells, 1)
+        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
+    )
+    try:
+        body = ast.parse(str(cell.source)).body
+    except SyntaxError as exc:
+        problem = f"cell {pos} (the parameters cell): not valid Python ({exc.msg})"
+        raise InputError(path, problem) from None
+    assigned = {
+        target.id
+        for node in body
+        for target in (
+            node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        )
+        if isinstance(target, ast.Name)
+    }
+    for profile in spec.profiles.values():
+        missing = [key for key in profile.parameters if key not in assigned]
+        if missing:
+            example = f"{missing[0]} = {profile.parameters[missing[0]]!r}"
+            raise InputError(
+                path,
+                f"cell {pos} (the parameters cell) does not assign {', '.join(missing)}, which "
+                f"[profiles.{profile.name}] parameters of {spec.directory / 'spec.toml'} sets: "
+                f"add a line such as `{example}` to it",
+            )
 
 
 def _transform(
