@@ -86,7 +86,7 @@ def test_history(
     answers: dict[str, Any],
     n_train: int,
 ) -> None:
-    """Trained as cnn1.py: Adam(), cross-entropy, batch 100, EPOCHS epochs, test set as validation"""
+    """Trained as cnn1.py: Adam(), cross-entropy, batch 100, EPOCHS epochs, validated on QX"""
     epochs = int(profile.parameters["EPOCHS"])
     expect_history(
         history,
