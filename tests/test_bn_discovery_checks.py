@@ -24,7 +24,7 @@ import pytest
 
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
-from deepgrade.notebooks import split_cells
+from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport
 
@@ -54,10 +54,10 @@ INITIAL = [np.ones(3), np.zeros(3), np.zeros(3), np.ones(3)]
 
 
 @functools.cache
-def conftest_module() -> ModuleType:
-    """The exercise's conftest (its statistics), imported from its file once."""
-    name = "bn_discovery_conftest"
-    spec = importlib.util.spec_from_file_location(name, EXERCISE / "conftest.py")
+def exercise_module(stem: str) -> ModuleType:
+    """A plain module of the exercise (moving_stats, hidden_inputs), imported from its file."""
+    name = f"bn_discovery_{stem}"
+    spec = importlib.util.spec_from_file_location(name, EXERCISE / f"{stem}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # its dataclasses look their module up there
@@ -125,8 +125,11 @@ def replay_fit(
     return mean, variance
 
 
-def build(keras: Any, width: int, bn_first: bool = True) -> Any:
-    """build_model(width) as a student writes it."""
+def build(
+    keras: Any, width: int, bn_first: bool = True, pool: int = 2, optimizer: str | None = "Adam"
+) -> Any:
+    """build_model(width) as a student writes it (`pool`: its pooling strides), compiled as the
+    train cell compiles it (`optimizer`: None leaves it uncompiled, as build_model returns it)."""
     from keras import layers
 
     model = keras.Sequential([keras.Input((32, 32, 3))])
@@ -136,10 +139,14 @@ def build(keras: Any, width: int, bn_first: bool = True) -> Any:
         for _ in range(2):
             model.add(layers.Conv2D(filters // width, (3, 3), padding="same", activation="relu"))
             model.add(layers.BatchNormalization())
-        model.add(layers.MaxPooling2D((2, 2)))
+        model.add(layers.MaxPooling2D((2, 2), strides=pool))
     model.add(layers.Flatten())
     model.add(layers.Dense(1000 // width, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
+    if optimizer is not None:
+        model.compile(
+            optimizer=getattr(keras.optimizers, optimizer)(), loss="categorical_crossentropy"
+        )
     return model
 
 
@@ -151,6 +158,7 @@ def write_artifacts(
     after: list[np.ndarray],
     model: Any,
     bn_forward: dict[str, np.ndarray] | None,
+    built: Any = None,
 ) -> Path:
     folder.mkdir()
     (folder / "answers.json").write_text(json.dumps(answers))
@@ -159,14 +167,20 @@ def write_artifacts(
     model.save(folder / "model.keras")
     if bn_forward is not None:
         np.savez(folder / "bn_forward.npz", **bn_forward)
+    if built is not None:  # what the grade-time cell saves: build_model(hidden width)
+        built.save(folder / "hidden_build.keras")
     return folder
 
 
-def hidden_outputs(spec: ExerciseSpec, **mistake: Any) -> dict[str, np.ndarray]:
-    """What bn_forward returns on the hidden arrays, right or with a mistake."""
+def hidden_outputs(spec: ExerciseSpec, eps: float | None = None) -> dict[str, np.ndarray]:
+    """What bn_forward returns on the hidden arrays, right or with another epsilon."""
     hidden = spec.hidden["bn_forward"]
-    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
-    return {"images": bn.forward(bn.images, **mistake), "rows": bn.forward(bn.rows, **mistake)}
+    bn = exercise_module("hidden_inputs").bn_forward_inputs(hidden["seed"], hidden["channels"])
+    spread = np.sqrt(bn["var"] + (hidden["eps"] if eps is None else eps))
+    return {
+        key: bn["gamma"] * (bn[key] - bn["mean"]) / spread + bn["beta"]
+        for key in ("images", "rows")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +208,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         after=[np.array([0.97, 1.02, 0.99]), np.array([0.01, -0.02, 0.03]), mean, variance],
         model=build(keras, width),
         bn_forward=hidden_outputs(spec),
+        built=build(keras, spec.hidden["build_width"], optimizer=None),
     )
     # Wrong: answers swapped and "std", moving stats of unscaled pixels after one epoch,
     # the BN after the first convolution, bn_forward without epsilon.
@@ -296,7 +311,7 @@ def test_missing_artifacts_fail_closed(spec: ExerciseSpec, world: dict[str, Any]
 def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
     """Over many replays of fit, the moving stats' deviations from the derived expectation,
     in units of the derived standard deviation, have mean about 0 and spread about 1."""
-    module = conftest_module()
+    module = exercise_module("moving_stats")
     rng = np.random.default_rng(1)
     n = 400
     brightness = rng.uniform(0.1, 0.9, size=(n, 1, 3))
@@ -320,30 +335,91 @@ def test_derived_tolerance_matches_a_simulation_of_fit(epochs: int) -> None:
         assert np.all((z.std(axis=0) > 0.8) & (z.std(axis=0) < 1.25))
 
 
-def test_gradetime_cell_uses_the_checks_hidden_recipe(spec: ExerciseSpec, tmp_path: Path) -> None:
-    """The grade-time cell hands bn_forward exactly the arrays the check recomputes."""
-    seen: list[tuple[np.ndarray, ...]] = []
+def test_gradetime_cells_call_the_students_functions_with_the_hidden_inputs(
+    spec: ExerciseSpec, tmp_path: Path
+) -> None:
+    """The grade-time cells hand bn_forward hidden_inputs.py's arrays, in the order of its
+    parameters, saving each output under its input's name, and build_model the hidden width."""
+    seen: list[tuple[Any, ...]] = []
 
     def bn_forward(*args: Any) -> np.ndarray:
         seen.append(args)
-        return np.asarray(args[0])
+        return np.asarray(args[0]) * 2
 
+    class Built:
+        def save(self, path: str) -> None:
+            Path(path).write_text("a model")
+
+    widths: list[int] = []
     namespace = {
-        "HIDDEN": dict(spec.hidden),
         "ARTIFACT_DIR": str(tmp_path),
         "bn_forward": bn_forward,
+        "build_model": lambda width: widths.append(width) or Built(),
     }
-    for source in split_cells(spec.gradetime_cells.read_text(encoding="utf-8")):
-        exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cell
+    for source in gradetime_sources(spec):
+        exec(compile(source, "gradetime.py", "exec"), namespace)  # the instructor's own cells
     hidden = spec.hidden["bn_forward"]
-    bn = conftest_module().hidden_bn_inputs(hidden["seed"], hidden["channels"], hidden["eps"])
-    recipe = (bn.gamma, bn.beta, bn.mean, bn.var)
+    bn = exercise_module("hidden_inputs").bn_forward_inputs(hidden["seed"], hidden["channels"])
     assert len(seen) == 2
-    for call, x in zip(seen, (bn.images, bn.rows), strict=True):
-        assert np.array_equal(call[0], x)
-        assert all(np.array_equal(a, b) for a, b in zip(call[1:5], recipe, strict=True))
-        assert call[5] == bn.eps
+    for call, key in zip(seen, ("images", "rows"), strict=True):
+        assert np.array_equal(call[0], bn[key])
+        for given, name in zip(call[1:5], ("gamma", "beta", "mean", "var"), strict=True):
+            assert np.array_equal(given, bn[name])
+        assert call[5] == hidden["eps"]
     with np.load(tmp_path / "bn_forward.npz") as saved:
-        assert np.array_equal(saved["images"], bn.images)
-        assert np.array_equal(saved["rows"], bn.rows)
-    assert bn.images.shape[-1] != 3  # another number of channels than CIFAR-10's
+        assert np.array_equal(saved["images"], bn["images"] * 2)
+        assert np.array_equal(saved["rows"], bn["rows"] * 2)
+    assert bn["images"].shape[-1] != 3  # another number of channels than CIFAR-10's
+    assert widths == [spec.hidden["build_width"]] and (tmp_path / "hidden_build.keras").is_file()
+    smoke, full = (int(spec.profile(name).parameters["WIDTH"]) for name in ("smoke", "full"))
+    assert spec.hidden["build_width"] not in (smoke, full)  # another width than WIDTH's
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (
+            "pool_stride",
+            "your network differs from program 7 (filters and units divided by WIDTH): layer 6 "
+            "(MaxPooling2D): strides should be 2x2, yours is 1x1; layer 11 (MaxPooling2D): ",
+        ),
+        ("sgd", "the optimizer should be keras.optimizers.Adam() with its defaults"),
+        (
+            "width_constant",
+            "build_model(width) called by the grader with another width differs from program 7 "
+            "divided by that width (use width, not WIDTH or a number, inside build_model): "
+            "layer 2 (Conv2D) has the wrong filters;",
+        ),
+    ],
+)
+def test_program7_is_checked_in_every_setting_it_fixes(
+    spec: ExerciseSpec, world: dict[str, Any], variant: str, message: str
+) -> None:
+    """Pooling with stride 1, another optimizer, or a build_model that divides by WIDTH's value
+    instead of its argument: each keeps every layer type but is not program 7."""
+    import shutil
+
+    import keras
+
+    folder = world["root"] / variant
+    shutil.copytree(world["good"], folder)
+    width = int(spec.profile("smoke").parameters["WIDTH"])
+    if variant == "width_constant":  # build_model(4) built as build_model(WIDTH)
+        build(keras, width, optimizer=None).save(folder / "hidden_build.keras")
+    else:
+        model = build(
+            keras,
+            width,
+            pool=1 if variant == "pool_stride" else 2,
+            optimizer=("SGD" if variant == "sgd" else "Adam"),
+        )
+        model.save(folder / "model.keras")
+    report = grade({**world, variant: folder}, spec, variant, unsafe=True)
+    assert report.error is None, report.error
+    assert [c.check_id for c in report.checks if not c.passed] == [
+        "test_architecture::test_program7_layers"
+    ]
+    said = messages(report)["test_program7_layers"]
+    assert said.startswith(message)
+    if variant == "width_constant":  # no value of the hidden width's network shows
+        assert "should be" not in said and "yours is" not in said

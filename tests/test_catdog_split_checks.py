@@ -4,7 +4,8 @@ The grader's test batch is tiny: random images whose labels (dog 5 / cat 3) are 
 cnn1 network's own predictions, with a few other classes mixed in, so that network scores 100%
 without training and the same network with its two outputs swapped scores 0%. The grade-time
 cells run here for real (exec'd with the reference solution's split_cats_dogs and classify_file,
-or flawed ones), so the tests also prove that they and the checks rebuild the same hidden inputs.
+or flawed ones, and the exercise's hidden_inputs.py as `_dg_inputs`), so a full score also
+proves that the cells and the checks build the same hidden inputs.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import pickle
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from deepgrade import notebooks
+from deepgrade.checks import optimizer_steps
 from deepgrade.checks.runner import run_checks
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
@@ -53,12 +55,11 @@ CHECKS = {  # check id -> points: the exercise is worth 18
 }
 
 
-def exercise_conftest() -> ModuleType:
-    """The exercise's conftest.py as a module of its own (not the tests' conftest)."""
-    spec = importlib.util.spec_from_file_location("catdog_conftest", EXERCISE / "conftest.py")
+def hidden_inputs() -> ModuleType:
+    """The exercise's hidden_inputs.py, imported from its file."""
+    spec = importlib.util.spec_from_file_location("catdog_hidden", EXERCISE / "hidden_inputs.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
     spec.loader.exec_module(module)
     return module
 
@@ -75,7 +76,7 @@ def solution_functions() -> dict[str, Any]:
     return {name: namespace[name] for name in ("split_cats_dogs", "classify_file")}
 
 
-def cnn1(keras: Any) -> Any:
+def cnn1(keras: Any, dropout: float = 0.25, optimizer: str = "Adam") -> Any:
     layers = keras.layers
     model = keras.Sequential(
         [
@@ -85,13 +86,13 @@ def cnn1(keras: Any) -> Any:
             layers.Conv2D(40, (5, 5), activation="relu"),
             layers.MaxPooling2D((2, 2)),
             layers.Flatten(),
-            layers.Dropout(0.25),
+            layers.Dropout(dropout),
             layers.Dense(1000, activation="relu"),
-            layers.Dropout(0.25),
+            layers.Dropout(dropout),
             layers.Dense(2, activation="softmax"),
         ]
     )
-    model.compile(optimizer=keras.optimizers.Adam(), loss="categorical_crossentropy")
+    model.compile(optimizer=getattr(keras.optimizers, optimizer)(), loss="categorical_crossentropy")
     model.optimizer.build(model.trainable_variables)  # saved as after training: loads cleanly
     return model
 
@@ -187,6 +188,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         (folder / "answers.json").write_text(json.dumps(answers))
         keys = ("loss", "accuracy", "val_loss", "val_accuracy")
         (folder / "history.json").write_text(json.dumps({k: [0.5] * epochs for k in keys}))
+        saved.optimizer.iterations.assign(math.ceil(n_train / 100) * epochs)  # batches of 100
         saved.save(folder / "model.keras")
         np.savez(folder / "examples.npz", images=split_x[order], probabilities=shown)
         run_gradetime(spec, folder, data, split_cats_dogs=split, classify_file=classify)
@@ -281,15 +283,12 @@ def test_catdog_checks_are_worth_18_points(spec: ExerciseSpec) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 4242])
-def test_gradetime_and_checks_build_the_same_hidden_arrays(spec: ExerciseSpec, seed: int) -> None:
-    namespace: dict[str, Any] = {}
-    exec(gradetime_sources(spec)[1].split("\n_dg_outputs = {}")[0], namespace)
-    theirs = namespace["_dg_hidden_split_cases"](seed)
-    ours = exercise_conftest().hidden_split_cases(seed)
-    assert list(theirs) == list(ours) == ["mixed", "no_cats", "no_dogs", "alternating", "neither"]
-    for name, (x, y) in ours.items():
-        assert np.array_equal(theirs[name][0], x) and np.array_equal(theirs[name][1], y)
-    counts = {name: (int(np.sum(y == 5)), int(np.sum(y == 3))) for name, (_, y) in ours.items()}
+def test_hidden_split_cases_cover_the_edge_cases(seed: int) -> None:
+    cases = hidden_inputs().split_cases(seed)
+    assert list(cases) == ["mixed", "no_cats", "no_dogs", "alternating", "neither"]
+    for x, y in cases.values():  # every image unique, so the checks can find each one
+        assert len({image.tobytes() for image in x}) == len(y) == len(x)
+    counts = {name: (int(np.sum(y == 5)), int(np.sum(y == 3))) for name, (_, y) in cases.items()}
     assert counts["no_cats"][1] == counts["no_dogs"][0] == 0 and counts["neither"] == (0, 0)
     assert min(counts["mixed"]) > 0 and min(counts["no_cats"][0], counts["no_dogs"][1]) > 0
 
@@ -355,3 +354,52 @@ def test_broken_functions_lose_only_their_checks(spec: ExerciseSpec, world: dict
     assert said["test_classify_file"] == (
         "classify_file must return the string 'dog' or 'cat', nothing else"
     )
+
+
+@pytest.mark.parametrize(
+    ("variant", "loses", "message"),
+    [
+        (
+            "dropout",
+            "test_architecture",
+            "your network differs from cnn1.py's: layer 6 (Dropout): rate should be 0.25, yours "
+            "is 0.5; layer 8 (Dropout): rate should be 0.25, yours is 0.5",
+        ),
+        ("batch_32", "test_history", "your model made {steps} training steps where"),
+        (
+            "sgd",
+            "test_history",
+            "the optimizer should be keras.optimizers.Adam() with its defaults",
+        ),
+    ],
+)
+def test_settings_cnn1_fixes_are_checked(
+    spec: ExerciseSpec, world: dict[str, Any], variant: str, loses: str, message: str
+) -> None:
+    """The good submission's model with one setting cnn1.py fixes changed, and its predictions
+    unchanged: another dropout rate, batch size or optimizer loses exactly its check."""
+    import shutil
+
+    import keras
+
+    folder = world["root"] / variant
+    shutil.copytree(world["good"], folder)
+    good = world["good"] / "model.keras"
+    model = cnn1(
+        keras,
+        dropout=0.5 if variant == "dropout" else 0.25,
+        optimizer=("SGD" if variant == "sgd" else "Adam"),
+    )
+    model.set_weights(keras.saving.load_model(good).get_weights())
+    steps = optimizer_steps(good)
+    assert steps  # the good model made its updates
+    if variant == "batch_32":
+        steps = steps * 100 // 32 + 1
+    model.optimizer.iterations.assign(steps)
+    model.save(folder / "model.keras")
+    report = run_checks(
+        spec, "smoke", folder, world["data"], workdir=world["root"] / f"work-{variant}", unsafe=True
+    )
+    assert report.error is None, report.error
+    assert sorted(set(CHECKS) - set(passed(report))) == [f"test_training::{loses}"]
+    assert messages(report)[loses].startswith(message.format(steps=steps))

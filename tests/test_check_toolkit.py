@@ -264,3 +264,19 @@ def test_input_shape(small_model: Any) -> None:
     checks.expect_input(small_model, (8, 8, 1), hint="")
     message = failure(lambda: checks.expect_input(small_model, (9, 9, 1), hint="use Input"))
     assert message == "the network's input is 8x8x1; it should be 9x9x1: use Input"
+
+
+def test_optimizer_steps_counts_the_batches_of_fit(tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    model.save(tmp_path / "untrained.keras")
+    x, y = np.zeros((250, 4)), keras.utils.to_categorical(np.zeros(250), 2)
+    model.fit(x, y, batch_size=100, epochs=3, verbose=0)  # ceil(250 / 100) = 3 per epoch
+    model.save(tmp_path / "trained.keras")
+    uncompiled = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    uncompiled.save(tmp_path / "bare.keras")
+    assert checks.optimizer_steps(tmp_path / "trained.keras") == 9
+    assert checks.optimizer_steps(tmp_path / "untrained.keras") == 0
+    assert checks.optimizer_steps(tmp_path / "bare.keras") is None

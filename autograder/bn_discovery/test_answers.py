@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from deepgrade.checks import fail
+
 # Each vector's accepted spellings (after lower-casing and dropping spaces, "_", "-", "$", "\").
 NAMES = {
     "gamma": {"gamma", "γ", "scale"},
@@ -77,14 +79,12 @@ def test_fourth_is_variance(answers: dict[str, Any]) -> None:
     if given in VARIANCE:
         return
     if given in STD:
-        pytest.fail(
+        fail(
             "the fourth vector is not the standard deviation of each channel: compare it with "
             "ax.std(axis=(0, 1, 2)) and with ax.var(axis=(0, 1, 2)) (the course's 0.061 is "
-            "about 0.247 squared)",
-            pytrace=False,
+            "about 0.247 squared)"
         )
-    pytest.fail(
+    fail(
         'fourth_vector must be "variance" or "standard deviation"; '
-        f"{str(answers['fourth_vector'])[:40]!r} is neither",
-        pytrace=False,
+        f"{str(answers['fourth_vector'])[:40]!r} is neither"
     )

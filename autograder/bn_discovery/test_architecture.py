@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deepgrade.exercise import ProfileSpec
+from deepgrade.checks import (
+    compile_config,
+    expect_layers,
+    expect_loss,
+    expect_optimizer,
+    fail,
+    flat_layers,
+)
+from deepgrade.profiles import GradingProfile
 
-FILTERS = (40, 40, 80, 80, 160, 160, 320, 320, 320, 320)  # program 7's ten convolutions
+FILTERS = (40, 80, 160, 320, 320)  # program 7's five blocks of two convolutions
 DENSE = 1000
-BLOCK = ["Conv2D", "BatchNormalization", "Conv2D", "BatchNormalization", "MaxPooling2D"]
-TYPES = ["BatchNormalization", *BLOCK * 5, "Flatten", "Dense", "Dense"]
+ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Adam()
 BN_DEFAULTS = {"momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True}
 
 
-def layers(model: Any) -> list[Any]:
-    """The model's layers without the InputLayer a functional model lists."""
-    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-
-
-def _pair(value: Any) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, list | tuple) else (value, value)
-
-
-def _axis_is_channels(axis: Any) -> bool:
-    axes = axis if isinstance(axis, list | tuple) else [axis]
-    return list(axes) in ([-1], [3])
-
-
-@pytest.fixture(scope="module")
-def model(load_model: Callable[[str], Any]) -> Any:
-    return load_model("model.keras")
+def program7(width: int) -> list[tuple[str, dict[str, Any]]]:
+    """Program 7 after the extra first BatchNormalization, with filters and units divided by
+    `width`: every setting it fixes (Keras' defaults included) but the initializers."""
+    conv = {"kernel_size": 3, "strides": 1, "padding": "same", "activation": "relu"}
+    block = [("BatchNormalization", BN_DEFAULTS)]
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for filters in FILTERS:
+        convolution = ("Conv2D", {"filters": filters // width, **conv, "use_bias": True})
+        layers += [convolution, *block, convolution, *block]
+        layers.append(("MaxPooling2D", {"pool_size": 2, "strides": 2, "padding": "valid"}))
+    return [
+        *layers,
+        ("Flatten", {}),
+        ("Dense", {"units": DENSE // width, "activation": "relu", "use_bias": True}),
+        ("Dense", {"units": 10, "activation": "softmax", "use_bias": True}),
+    ]
 
 
 @pytest.mark.points(2)
@@ -45,14 +52,15 @@ def test_bn_first_layer(model: Any) -> None:
     assert shape == (32, 32, 3), (
         "the model's input should be one 32x32 colour image: start it with keras.Input((32, 32, 3))"
     )
-    found = layers(model)
+    found = flat_layers(model)
     assert found and type(found[0]).__name__ == "BatchNormalization", (
         "the first layer after the input must be keras.layers.BatchNormalization(); yours is "
         f"{type(found[0]).__name__ if found else 'missing'}"
     )
     config = found[0].get_config()
     changed = [key for key, value in BN_DEFAULTS.items() if config.get(key) != value]
-    if not _axis_is_channels(config.get("axis")):
+    axis = config.get("axis")
+    if list(axis if isinstance(axis, list | tuple) else [axis]) not in ([-1], [3]):
         changed.append("axis")
     assert not changed, (
         f"the first BatchNormalization changes {', '.join(changed)}: use "
@@ -61,34 +69,42 @@ def test_bn_first_layer(model: Any) -> None:
 
 
 @pytest.mark.points(2)
-def test_program7_layers(model: Any, profile: ProfileSpec) -> None:
-    """The rest is program 7: five blocks of two Conv2D+BN and a pooling, then two Dense"""
-    width = int(profile.parameters["WIDTH"])
-    found = [type(layer).__name__ for layer in layers(model)]
-    assert found == TYPES, (
+def test_program7_layers(
+    model: Any,
+    profile: GradingProfile,
+    artifact: Callable[[str], Path],
+    artifacts_dir: Path,
+    load_model: Callable[[str], Any],
+    hidden: Any,
+) -> None:
+    """The rest is program 7, compiled as it: 5 blocks of two Conv2D+BN and a pooling, 2 Dense"""
+    expected = [("BatchNormalization", {}), *program7(int(profile.parameters["WIDTH"]))]
+    found = [type(layer).__name__ for layer in flat_layers(model)]
+    assert found == [kind for kind, _ in expected], (
         f"your network's layers are {', '.join(found) or 'none'}; after the first "
         "BatchNormalization, program 7 has five blocks of Conv2D, BatchNormalization, Conv2D, "
         "BatchNormalization, MaxPooling2D, then Flatten, Dense, Dense"
     )
-    problems = []
-    convs = [layer for layer in layers(model) if type(layer).__name__ == "Conv2D"]
-    for index, (layer, filters) in enumerate(zip(convs, FILTERS, strict=True)):
-        config = layer.get_config()
-        if config["filters"] != filters // width:
-            problems.append(f"Conv2D {index + 1}'s filters")
-        if _pair(config["kernel_size"]) != (3, 3):
-            problems.append(f"Conv2D {index + 1}'s kernel size")
-        if config["padding"] != "same" or config["activation"] != "relu":
-            problems.append(f"Conv2D {index + 1}'s padding or activation")
-    hidden_dense, output = [layer for layer in layers(model) if type(layer).__name__ == "Dense"]
-    if hidden_dense.get_config()["units"] != DENSE // width:
-        problems.append("the first Dense's units")
-    if hidden_dense.get_config()["activation"] != "relu":
-        problems.append("the first Dense's activation")
-    if output.get_config()["units"] != 10 or output.get_config()["activation"] != "softmax":
-        problems.append("the output layer (10 units, softmax)")
-    assert not problems, (
-        f"fix {', '.join(problems)}: program 7 uses Conv2D(f // width, (3, 3), "
-        "padding='same', activation='relu') with f = 40, 40, 80, 80, 160, 160, 320, 320, 320, "
-        "320, then Dense(1000 // width, relu) and Dense(10, softmax)"
+    expect_layers(
+        model,
+        expected,
+        what="your network differs from program 7 (filters and units divided by WIDTH)",
+    )
+    config = compile_config(artifact("model.keras"))
+    expect_optimizer(config, "Adam", ADAM, spelled="keras.optimizers.Adam() with its defaults")
+    expect_loss(config, "categorical_crossentropy", hint="ten one-hot classes, as program 7")
+    # The grade-time cell called build_model with another width (a hidden one).
+    if not (artifacts_dir / "hidden_build.keras").is_file():
+        fail(
+            "the grader called build_model with another width and got no model back (it "
+            "raised an error): build_model(width) must work for any width"
+        )
+    expected = [("BatchNormalization", {}), *program7(int(hidden["build_width"]))]
+    expect_layers(
+        load_model("hidden_build.keras"),
+        expected,
+        what="build_model(width) called by the grader with another width differs from "
+        "program 7 divided by that width (use width, not WIDTH or a number, inside "
+        "build_model)",
+        show=False,
     )

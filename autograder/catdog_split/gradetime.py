@@ -1,12 +1,14 @@
 # Grade-time cells for catdog_split: appended by the grader to its own copy of the submission,
 # after every student and locked cell, and never released. `HIDDEN` is spec.toml's [hidden] table,
-# loaded by the grader's own first cell from a file stage 1 writes just before it runs. They call
-# the student's split_cats_dogs on label arrays built from a hidden seed and classify_file on
-# hidden image files taken from the grader's test set, and save what those return; the hidden
-# checks (stage 2) rebuild the same inputs and judge. An error in the student's function is caught
-# per input, so the other inputs still count. Each `# %% calls=name` marker names the student
-# function its cell calls: a failure there is reported as that function failing on the grader's
-# inputs, never with its message.
+# loaded by the grader's own first cell from a file stage 1 writes just before it runs, and
+# `_dg_inputs` is hidden_inputs.py (spec.toml's hidden_module), which the checks import too: the
+# inputs are built by one code. They call the student's split_cats_dogs on label arrays built from
+# a hidden seed and classify_file on hidden image files taken from the grader's test set (read
+# here, in the student's sandbox, as the notebook's locked cell reads it), and save what those
+# return; the hidden checks (stage 2) rebuild the same inputs and judge. An error in the student's
+# function is caught per input, so the other inputs still count. Each `# %% calls=name` marker
+# names the student function its cell calls: a failure there is reported as that function
+# failing on the grader's inputs, never with its message.
 
 # %% calls=split_cats_dogs
 import json as _dg_json
@@ -17,38 +19,8 @@ import tempfile as _dg_tempfile
 import cv2 as _dg_cv2
 import numpy as _dg_np
 
-
-def _dg_hidden_split_cases(seed):
-    """Same code as conftest.hidden_split_cases (a test keeps the two equal)."""
-    rng = _dg_np.random.default_rng(seed)
-    others = _dg_np.array([0, 1, 2, 4, 6, 7, 8, 9])
-    mixed = rng.integers(0, 10, size=120)
-    no_cats = rng.choice(_dg_np.append(others, 5), size=40)
-    no_cats[:2] = rng.choice(others, size=2)
-    no_cats[[5, 17, 30]] = 5
-    no_dogs = rng.choice(_dg_np.append(others, 3), size=40).astype(_dg_np.uint8)
-    no_dogs[[3, 11, 29]] = 3
-    alternating = _dg_np.array([3, 5] * 12)
-    alternating[rng.choice(24, size=6, replace=False)] = rng.choice(others, size=6)
-    alternating[:2] = [3, 5]
-    neither = rng.choice(others, size=20)
-    cases = {}
-    for name, labels in (
-        ("mixed", mixed),
-        ("no_cats", no_cats),
-        ("no_dogs", no_dogs),
-        ("alternating", alternating),
-        ("neither", neither),
-    ):
-        images = rng.integers(0, 256, size=(len(labels), 32, 32, 3), dtype=_dg_np.uint8)
-        images[:, 0, 0, 0] = _dg_np.arange(len(labels)) // 256
-        images[:, 0, 0, 1] = _dg_np.arange(len(labels)) % 256
-        cases[name] = (images, labels)
-    return cases
-
-
 _dg_outputs = {}
-for _dg_name, (_dg_x, _dg_y) in _dg_hidden_split_cases(HIDDEN["split_seed"]).items():  # noqa: F821
+for _dg_name, (_dg_x, _dg_y) in _dg_inputs.split_cases(HIDDEN["split_seed"]).items():  # noqa: F821
     try:
         _dg_x2, _dg_y2 = split_cats_dogs(_dg_x.copy(), _dg_y.copy())  # noqa: F821 (student's)
         _dg_outputs["x_" + _dg_name] = _dg_np.asarray(_dg_x2)
@@ -62,15 +34,10 @@ print("saved hidden_split.npz")
 with open(_dg_os.path.join(DATA_DIR, "test_batch"), "rb") as _dg_handle:  # noqa: F821
     _dg_batch = _dg_pickle.load(_dg_handle, encoding="bytes")
 _dg_labels = _dg_np.asarray(_dg_batch[b"labels"], dtype=_dg_np.int64)
-# Same code as conftest.hidden_classify_indices.
-_dg_candidates = _dg_np.flatnonzero((_dg_labels == 5) | (_dg_labels == 3))
-_dg_rng = _dg_np.random.default_rng(HIDDEN["classify_seed"])  # noqa: F821
-_dg_chosen = _dg_np.sort(
-    _dg_rng.choice(
-        _dg_candidates,
-        size=min(HIDDEN["classify_images"], len(_dg_candidates)),  # noqa: F821
-        replace=False,
-    )
+_dg_chosen = _dg_inputs.classify_indices(  # noqa: F821
+    _dg_labels,
+    HIDDEN["classify_seed"],  # noqa: F821
+    HIDDEN["classify_images"],  # noqa: F821
 )
 _dg_rows = _dg_np.asarray(_dg_batch[b"data"], dtype=_dg_np.uint8)[_dg_chosen]
 _dg_images = _dg_rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -1,26 +1,25 @@
 """Exercise 1: split_cats_dogs, judged on the grader's own label arrays and data.
 
 The grade-time cell called the student's function on label arrays built from a hidden seed
-(edge cases included: no cats, no dogs, neither, alternating) and saved what it returned; the
-checks rebuild the same arrays, find each returned image among the inputs (image i carries i),
-and compare with the grader's own split. Messages never show the hidden arrays.
+(hidden_inputs.split_cases; edge cases included: no cats, no dogs, neither, alternating) and
+saved what it returned; the checks rebuild the same arrays, find each returned image among the
+inputs (image i carries i), and compare with the grader's own split. Messages never show the
+hidden arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CAT, DOG, hidden_split_cases
+from hidden_inputs import CAT, DOG, split_cases
+
+from deepgrade.checks import fail
 
 MAPPING = "dogs (class 5) become class 0 and cats (class 3) class 1"
-
-
-def _fail(message: str) -> NoReturn:
-    pytest.fail(message, pytrace=False)
 
 
 class Case:
@@ -67,14 +66,14 @@ def cases(artifact: Callable[[str], Path], hidden: Any) -> dict[str, Case]:
         outputs = {}
     return {
         name: Case(x, y, outputs.get("x_" + name), outputs.get("y_" + name))
-        for name, (x, y) in hidden_split_cases(int(hidden["split_seed"])).items()
+        for name, (x, y) in split_cases(int(hidden["split_seed"])).items()
     }
 
 
 def _valid(cases: dict[str, Case]) -> list[Case]:
     valid = [case for case in cases.values() if case.valid]
     if not valid:
-        _fail(
+        fail(
             "split_cats_dogs returned no usable result on any of the grader's arrays (it "
             "raised an error, or did not return two arrays x2 (n, 32, 32, 3) and y2 (n,))"
         )
@@ -131,11 +130,11 @@ def test_split_order(cases: dict[str, Case]) -> None:
 
 
 @pytest.mark.points(1)
-def test_split_sizes(answers: dict[str, Any], catsdogs: Any) -> None:
+def test_split_sizes(answers: dict[str, Any], n_train: int, split_test: Any) -> None:
     """The split training and test sets have the grader's numbers of dogs and cats"""
     for key, n, what in (
-        ("train_split_shape", catsdogs.n_train, "training"),
-        ("test_split_shape", catsdogs.n_test, "test"),
+        ("train_split_shape", n_train, "training"),
+        ("test_split_shape", len(split_test[1]), "test"),
     ):
         shape = answers[key]
         expected = [n, 32, 32, 3]

@@ -9,62 +9,50 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import scale
 
-from deepgrade.exercise import ProfileSpec
+from deepgrade.checks import (
+    compile_config,
+    expect_accuracy,
+    expect_history,
+    expect_layers,
+    expect_loss,
+    expect_optimizer,
+    fail,
+    optimizer_steps,
+)
+from deepgrade.profiles import GradingProfile
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# cnn1.py's network, every setting it fixes (Keras' defaults included) but the initializers.
+CONV = {"kernel_size": 5, "strides": 1, "padding": "valid", "dilation_rate": 1, "use_bias": True}
+POOL = {"pool_size": 2, "strides": 2, "padding": "valid"}
 CNN1 = [
-    "Conv2D",
-    "MaxPooling2D",
-    "Conv2D",
-    "MaxPooling2D",
-    "Flatten",
-    "Dropout",
-    "Dense",
-    "Dropout",
-    "Dense",
+    ("Conv2D", {"filters": 20, **CONV, "activation": "relu"}),
+    ("MaxPooling2D", POOL),
+    ("Conv2D", {"filters": 40, **CONV, "activation": "relu"}),
+    ("MaxPooling2D", POOL),
+    ("Flatten", {}),
+    ("Dropout", {"rate": 0.25}),
+    ("Dense", {"units": 1000, "activation": "relu", "use_bias": True}),
+    ("Dropout", {"rate": 0.25}),
+    ("Dense", {"units": 2, "activation": "softmax", "use_bias": True}),
 ]
+ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Adam()
+BATCH = 100
 PROBABILITY_TOLERANCE = 0.02  # GPU vs CPU round-off
 
 
-def _fail(message: str) -> NoReturn:
-    pytest.fail(message, pytrace=False)
-
-
-def _pair(value: Any) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, list | tuple) else (value, value)
-
-
 @pytest.fixture(scope="module")
-def model(load_model: Callable[[str], Any]) -> Any:
-    return load_model("model.keras")
-
-
-@pytest.fixture(scope="module")
-def probabilities(model: Any, catsdogs: Any) -> np.ndarray:
+def probabilities(predict: Callable[[np.ndarray], np.ndarray], split_test: Any) -> np.ndarray:
     """The grader's own predictions of the saved model on its split test set."""
-    try:
-        output = np.asarray(model.predict(scale(catsdogs.x_test), batch_size=250, verbose=0))
-    except Exception as exc:  # any Keras error on a well-formed 32x32x3 batch
-        _fail(
-            f"your saved model could not predict 32x32x3 images ({type(exc).__name__}): "
-            "start it with keras.Input((32, 32, 3))"
-        )
-    if output.shape != (catsdogs.n_test, 2):
-        _fail(
-            f"your model outputs shape {output.shape[1:]} per image; it should output 2 "
-            "probabilities (dog, cat): end with Dense(2, activation='softmax')"
-        )
-    return output
+    return predict(split_test[0])
 
 
 @pytest.mark.points(1)
-def test_data_scaled(answers: dict[str, Any], catsdogs: Any) -> None:
+def test_data_scaled(answers: dict[str, Any], n_train: int) -> None:
     """The images are scaled to [-0.5, 0.5] and the labels one-hot with 2 classes"""
     value = answers["x_train_range"]
     assert isinstance(value, list) and len(value) == 2, (
@@ -76,7 +64,7 @@ def test_data_scaled(answers: dict[str, Any], catsdogs: Any) -> None:
         "[-0.5, 0.5]: convert to float32, divide by 255 and subtract 0.5"
     )
     shape = answers["y_train_shape"]
-    assert shape == [catsdogs.n_train, 2], (
+    assert shape == [n_train, 2], (
         f"AY has shape {shape}; it should have one row per training image and 2 columns "
         "(dog, cat): keras.utils.to_categorical(ay, 2)"
     )
@@ -85,82 +73,71 @@ def test_data_scaled(answers: dict[str, Any], catsdogs: Any) -> None:
 @pytest.mark.points(2)
 def test_architecture(model: Any) -> None:
     """The network is cnn1.py's, with a 2-class softmax output"""
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    found = [type(layer).__name__ for layer in layers]
-    assert found == CNN1, (
-        f"your network's layers are {', '.join(found) or 'none'}; cnn1.py's are {', '.join(CNN1)}"
-    )
     shape = tuple(model.inputs[0].shape[1:])
     assert shape == (32, 32, 3), f"the input is {shape}; CIFAR-10 images are (32, 32, 3)"
-    conv1, conv2 = layers[0].get_config(), layers[2].get_config()
-    dense1, dense2 = layers[6].get_config(), layers[8].get_config()
-    problems = []
-    for name, conv, filters in (("first", conv1, 20), ("second", conv2, 40)):
-        if (conv["filters"], _pair(conv["kernel_size"]), conv["activation"]) != (
-            filters,
-            (5, 5),
-            "relu",
-        ):
-            problems.append(f"the {name} Conv2D should be Conv2D({filters}, (5, 5), relu)")
-    if (dense1["units"], dense1["activation"]) != (1000, "relu"):
-        problems.append("the first Dense should be Dense(1000, relu)")
-    if (dense2["units"], dense2["activation"]) != (2, "softmax"):
-        problems.append("the output should be Dense(2, softmax): two classes, dog and cat")
-    assert not problems, "; ".join(problems)
+    expect_layers(model, CNN1, what="your network differs from cnn1.py's")
 
 
 @pytest.mark.points(1)
-def test_history(history: dict[str, list[float]], profile: ProfileSpec) -> None:
-    """Training ran for EPOCHS epochs with the test set as validation data"""
+def test_history(
+    history: dict[str, list[float]],
+    profile: GradingProfile,
+    artifact: Callable[[str], Path],
+    answers: dict[str, Any],
+    n_train: int,
+) -> None:
+    """Trained as cnn1.py: Adam(), cross-entropy, batch 100, EPOCHS epochs, validated on QX"""
     epochs = int(profile.parameters["EPOCHS"])
-    missing = [key for key in HISTORY_KEYS if key not in history]
-    assert not missing, (
-        f"the training history has no {', '.join(missing)}: compile with "
-        "metrics=['accuracy'] and pass validation_data=(QX, QY) to model.fit"
+    expect_history(
+        history,
+        epochs=epochs,
+        fit_hint="compile with metrics=['accuracy'] and pass validation_data=(QX, QY) to model.fit",
     )
-    lengths = sorted({len(history[key]) for key in HISTORY_KEYS})
-    assert lengths == [epochs], (
-        f"the history has {' / '.join(map(str, lengths))} epochs, but the notebook ran with "
-        f"EPOCHS = {epochs}: train with model.fit(..., epochs=EPOCHS) once, in one call"
-    )
-    assert all(math.isfinite(v) for key in HISTORY_KEYS for v in history[key]), (
-        "the training loss became NaN or infinite: check the scaling of the images"
+    config = compile_config(artifact("model.keras"))
+    expect_optimizer(config, "Adam", ADAM, spelled="keras.optimizers.Adam() with its defaults")
+    expect_loss(config, "categorical_crossentropy", hint="two one-hot classes")
+    rows = answers["y_train_shape"]  # the training images fit saw, as the notebook split them
+    n = rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], int) else n_train
+    steps = optimizer_steps(artifact("model.keras"))
+    assert steps is None or steps == math.ceil(n / BATCH) * epochs, (
+        f"your model made {steps} training steps where {n} images in batches of {BATCH} for "
+        f"{epochs} epochs make {math.ceil(n / BATCH) * epochs}: train once, with "
+        f"model.fit(AX, AY, batch_size={BATCH}, epochs=EPOCHS, ...)"
     )
 
 
 @pytest.mark.points(3)
 def test_test_accuracy(
     probabilities: np.ndarray,
-    catsdogs: Any,
+    split_test: Any,
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
 ) -> None:
     """The trained model tells the grader's test dogs from its test cats"""
-    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == catsdogs.y_test))
-    measure("test_accuracy", accuracy)
-    required = threshold("test_accuracy")
-    assert accuracy >= required, (
-        f"your trained model classifies {accuracy:.1%} of the grader's test dogs and cats "
-        f"correctly, below the required {required:.0%}: check the split's new classes (dog 0, "
-        "cat 1), the scaling, the network, and train for all EPOCHS epochs"
+    expect_accuracy(
+        float(np.mean(np.argmax(probabilities, axis=1) == split_test[1])),
+        required=threshold("test_accuracy"),
+        measure=measure,
+        what="your trained model classifies {accuracy} of the grader's test dogs and cats "
+        "correctly",
+        hint="check the split's new classes (dog 0, cat 1), the scaling, the network, and "
+        "train for all EPOCHS epochs",
     )
 
 
 @pytest.mark.points(2)
 def test_examples(
-    artifact: Callable[[str], Path], probabilities: np.ndarray, catsdogs: Any
+    artifact: Callable[[str], Path], probabilities: np.ndarray, split_test: Any
 ) -> None:
     """The first 3 dogs and first 3 cats of the test set, with the model's probabilities"""
     try:
         saved = np.load(artifact("examples.npz"), allow_pickle=False)
         images, shown = saved["images"], saved["probabilities"]
     except (OSError, ValueError, EOFError, KeyError):
-        _fail("examples.npz is not readable: do not edit the locked cell that saves it")
-    order = np.concatenate(
-        [np.flatnonzero(catsdogs.y_test == 0)[:3], np.flatnonzero(catsdogs.y_test == 1)[:3]]
-    )
-    expected = catsdogs.x_test[order]
-    assert images.shape == expected.shape and np.array_equal(images, expected), (
+        fail("examples.npz is not readable: do not edit the locked cell that saves it")
+    x_test, y_test = split_test
+    order = np.concatenate([np.flatnonzero(y_test == 0)[:3], np.flatnonzero(y_test == 1)[:3]])
+    assert images.shape == x_test[order].shape and np.array_equal(images, x_test[order]), (
         "example_indices should point at the first 3 dogs, then the first 3 cats, of the split "
         "test set qx: np.flatnonzero(qy == 0)[:3] and np.flatnonzero(qy == 1)[:3]"
     )

@@ -12,14 +12,14 @@ import pytest
 from hidden_inputs import expected_preprocessed
 
 from deepgrade.checks import expect_accuracy, fail, predict_or_fail
-from deepgrade.exercise import ProfileSpec
+from deepgrade.profiles import GradingProfile
 
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 @pytest.mark.points(1)
 def test_history(
-    read_history: Callable[[str], dict[str, list[float]]], profile: ProfileSpec
+    read_history: Callable[[str], dict[str, list[float]]], profile: GradingProfile
 ) -> None:
     """Phase 1 ran INITIAL_EPOCHS epochs and phase 2 FINE_TUNE_EPOCHS more, with validation"""
     for name, parameter, call in (

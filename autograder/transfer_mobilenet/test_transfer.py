@@ -16,7 +16,7 @@ import pytest
 from hidden_inputs import expected_preprocessed, images
 
 from deepgrade.checks import compile_config, expect_optimizer, fail
-from deepgrade.exercise import ProfileSpec
+from deepgrade.profiles import GradingProfile
 
 FINE_TUNE_AT = 100  # the exercise's fine_tune_at
 
@@ -124,7 +124,7 @@ def test_fine_tune_layers(final_base: Any, phase1_base: Any, weighted_indices: l
 
 
 @pytest.mark.points(2)
-def test_learning_rates(artifact: Callable[[str], Path], profile: ProfileSpec) -> None:
+def test_learning_rates(artifact: Callable[[str], Path], profile: GradingProfile) -> None:
     """RMSprop at BASE_LEARNING_RATE in phase 1, and ten times smaller for fine-tuning"""
     rate = float(profile.parameters["BASE_LEARNING_RATE"])
     expect_optimizer(

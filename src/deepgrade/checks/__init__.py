@@ -32,7 +32,13 @@ Importing this package costs no Keras, numpy or pytest import: those load when a
 
 from __future__ import annotations
 
-from deepgrade.checks.compiled import compile_config, expect_loss, expect_optimizer, loss_name
+from deepgrade.checks.compiled import (
+    compile_config,
+    expect_loss,
+    expect_optimizer,
+    loss_name,
+    optimizer_steps,
+)
 from deepgrade.checks.expect import close, expect_accuracy, expect_history, fail
 from deepgrade.checks.layers import (
     LayerInfo,
@@ -62,6 +68,7 @@ __all__ = [
     "layer_table",
     "loss_name",
     "of_kind",
+    "optimizer_steps",
     "pair",
     "predict_or_fail",
 ]

@@ -41,6 +41,40 @@ def compile_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def optimizer_steps(path: Path) -> int | None:
+    """How many updates the saved optimizer made: model.fit's batches over all its epochs
+    (ceil(n / batch_size) per epoch), so a check can tell the batch size the exercise fixes.
+
+    Read from the weights inside the .keras file (the optimizer's first variable is its
+    iteration count) after the file is validated; None when it was saved without the
+    optimizer's state (uncompiled, or `include_optimizer=False`).
+    """
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    from deepgrade.artifacts import validate_model_file
+    from deepgrade.errors import InputError
+
+    validate_model_file(path)
+    try:
+        with (
+            zipfile.ZipFile(path) as archive,
+            archive.open("model.weights.h5") as handle,
+            h5py.File(handle, "r") as weights,
+        ):
+            iterations = weights.get("optimizer/vars/0")
+            if not isinstance(iterations, h5py.Dataset) or iterations.shape != ():
+                return None
+            value = np.asarray(iterations[()])
+    except KeyError:  # no weights file: nothing was saved with the model
+        return None
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as exc:
+        raise InputError(path, f"damaged .keras file ({type(exc).__name__})") from None
+    return int(value) if np.issubdtype(value.dtype, np.integer) else None
+
+
 def loss_name(loss: Any) -> str | None:
     """The Keras function name of a saved loss ("categorical_crossentropy"), or None when it
     is not a plain built-in one (custom, from_logits, label smoothing)."""
