@@ -397,8 +397,9 @@ def test_settings_cnn1_fixes_are_checked(
         steps = steps * 100 // 32 + 1
     model.optimizer.iterations.assign(steps)
     model.save(folder / "model.keras")
+    profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
     report = run_checks(
-        spec, "smoke", folder, world["data"], workdir=world["root"] / f"work-{variant}", unsafe=True
+        spec, profile, folder, workdir=world["root"] / f"work-{variant}", unsafe=True
     )
     assert report.error is None, report.error
     assert sorted(set(CHECKS) - set(passed(report))) == [f"test_training::{loses}"]
