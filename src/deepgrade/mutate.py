@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import shutil
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,13 +265,9 @@ class Accepted:
 
 def load_accepted(exercise_dir: Path) -> list[Accepted]:
     """The exercise's accepted survivors: samples.toml's [[mutation_accepted]] entries."""
-    path = exercise_dir / "samples.toml"
-    if not path.is_file():
-        return []
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(path, f"not valid TOML: {exc}") from None
+    from deepgrade.samples import read_samples_file
+
+    path, raw = read_samples_file(exercise_dir)
     accepted = []
     for number, entry in enumerate(raw.get("mutation_accepted", []), 1):
         values = [entry.get(key) if isinstance(entry, dict) else None for key in _ACCEPTED_KEYS]

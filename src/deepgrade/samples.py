@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deepgrade import notebooks
 from deepgrade.errors import InputError
@@ -35,14 +36,20 @@ class Sample:
     demo: bool = True  # graded by `deepgrade demo` (slow samples such as timeouts opt out)
 
 
-def load_samples(exercise_dir: Path) -> list[Sample]:
+def read_samples_file(exercise_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """samples.toml's path and its tables ({} when the exercise has none): the one reader of
+    the file, for the samples and for mutate's accepted survivors."""
     path = exercise_dir / "samples.toml"
     if not path.is_file():
-        return []
+        return path, {}
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"not valid TOML: {exc}") from None
+
+
+def load_samples(exercise_dir: Path) -> list[Sample]:
+    path, raw = read_samples_file(exercise_dir)
     samples = []
     for entry in raw.get("sample", []):
         try:
