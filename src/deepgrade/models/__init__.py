@@ -27,6 +27,7 @@ from deepgrade.datasets import _cache
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import PROFILES
 from deepgrade.models import mobilenetv2, resnet1
+from deepgrade.tfquiet import import_tensorflow_quietly
 
 __all__ = ["MODELS", "PROFILES", "ensure", "get", "import_model", "model_path", "train"]
 
@@ -157,6 +158,7 @@ def train(
     import dataclasses
     import inspect
 
+    import_tensorflow_quietly()
     module = get(name)
     path = model_path(name, profile_name, cache)
     if profile_name not in module.RECIPES:
@@ -266,6 +268,7 @@ def import_model(name: str, source: Path, cache: Path) -> Path:
     """
     import tempfile
 
+    import_tensorflow_quietly()
     module = get(name)
     source = Path(source)
     if not source.is_file():
