@@ -332,6 +332,15 @@ def test_the_backstop_matches_distinctive_values_and_grade_time_lines() -> None:
     assert not secrets.reveals("0.05 37 6.5 zeb x = 1")
 
 
+def test_an_import_line_of_the_hidden_module_is_not_a_secret() -> None:
+    """Every notebook imports numpy: a traceback quoting that line is the student's own code."""
+    module = "import numpy as np\nfrom deepgrade.checks import expect_layers, fail\n"
+    secrets = redact.secrets_of({}, [module + "_images = np.stack(make_hidden_images(seed))\n"])
+    assert not secrets.reveals("cell 4: import numpy as np failed")
+    assert not secrets.reveals("from deepgrade.checks import expect_layers, fail")
+    assert secrets.reveals("_images = np.stack(make_hidden_images(seed))")
+
+
 def test_no_check_message_of_the_course_trips_the_backstop() -> None:
     import ast
 

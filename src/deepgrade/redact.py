@@ -39,6 +39,11 @@ MIN_TEXT = 4  # a hidden string shorter than this is not distinctive
 MIN_DIGITS = 4  # nor is a number with fewer significant digits
 MIN_SEQUENCE = 3  # nor a list of fewer numbers
 MIN_LINE = 16  # grade-time source lines shorter than this ("return x") are not distinctive
+# Nor is an import: `import numpy as np` is in every student's notebook too, and withholding
+# a traceback because it quotes the student's own import would hide honest feedback.
+_IMPORT_LINE = re.compile(
+    r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w., ()*]+?(?:\s+as\s+\w+)?\s*(?:#.*)?$"
+)
 # The grader's own names: the hidden table and the grade-time cells' private `_dg_` names.
 GRADER_NAMES = re.compile(r"\bHIDDEN\s*(?:\[|=|\.get\b)|_dg_[A-Za-z0-9]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -108,7 +113,7 @@ def secrets_of(hidden: Mapping[str, Any], gradetime_sources: Iterable[str]) -> S
     for source in gradetime_sources:
         for line in source.splitlines():
             folded = _fold(line)
-            if len(folded) >= MIN_LINE:
+            if len(folded) >= MIN_LINE and not _IMPORT_LINE.match(line):
                 texts.add(folded)
     return Secrets(tuple(sorted(texts)), frozenset(numbers), tuple(sorted(sequences)))
 
