@@ -136,6 +136,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from deepgrade.batch import default_gradebook
+    from deepgrade.feedback import exercise_titles, write_pages
+    from deepgrade.gradebook import Gradebook
+    from deepgrade.redact import project_secrets
+
+    project = _project(args)
+    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
+    if not path.is_file():
+        raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
+    with Gradebook(path) as book:
+        results = book.latest(args.exercise, args.profile)
+    exercises = {r.exercise for r, _ in results}
+    written = write_pages(
+        results,
+        Path(args.out),
+        titles=exercise_titles(project.autograder, exercises),
+        secrets=project_secrets(project.autograder, exercises),
+    )
+    for (exercise, student), page in sorted(written.pages.items()):
+        print(f"{exercise}/{student}: {page}")
+    print(f"wrote {len(written.pages)} feedback page(s) under {args.out}")
+    return EXIT_OK
+
+
 def cmd_check_solutions(args: argparse.Namespace) -> int:
     from deepgrade.batch import check_solutions
 
@@ -322,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--profile")
     exp.add_argument("--gradebook")
     exp.set_defaults(func=cmd_export)
+
+    fb = sub.add_parser(
+        "feedback", help="write one HTML feedback page per graded submission (no re-grading)"
+    )
+    fb.add_argument("--out", default="feedback", help="folder (default: ./feedback)")
+    fb.add_argument("--exercise")
+    fb.add_argument("--profile")
+    fb.add_argument("--gradebook")
+    fb.set_defaults(func=cmd_feedback)
 
     chk = sub.add_parser("check-solutions", help="grade every reference solution: full marks?")
     chk.add_argument("--exercise", action="append", help="repeatable (default: all)")

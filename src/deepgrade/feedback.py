@@ -1,0 +1,104 @@
+"""Feedback pages: one self-contained HTML file per graded submission, for its student.
+
+A page is rendered from what the gradebook stores (no re-grading), after redact.withhold, so a
+result stored before a leak was fixed still renders clean. The template is autoescaped: a
+student name or a message carrying HTML shows as text. Nothing on a page loads from the
+network: styles are inline and pictures (when a page has them) are data URIs, so a page opens
+from an LMS attachment or a file share exactly as it was written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepgrade.export import Graded
+from deepgrade.redact import Secrets, withhold
+from deepgrade.results import SubmissionResult
+from deepgrade.verdicts import explain
+
+_TEMPLATES = "templates/feedback"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Written:
+    """The pages one call wrote, by (exercise, student)."""
+
+    pages: dict[tuple[str, str], Path]
+
+
+def safe_name(name: str) -> str:
+    """`name` as one path component that no name can turn into a path ('../x', '.hidden')."""
+    return _UNSAFE_NAME.sub("_", name).strip("._") or "_"
+
+
+def exercise_titles(autograder: Path, exercises: Iterable[str]) -> dict[str, str]:
+    """Each exercise's title from its spec; one that no longer loads shows its name."""
+    from deepgrade.errors import InputError
+    from deepgrade.exercise import load_exercise
+
+    titles: dict[str, str] = {}
+    for name in sorted(set(exercises)):
+        try:
+            titles[name] = load_exercise(autograder, name).title
+        except InputError:
+            titles[name] = name
+    return titles
+
+
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("deepgrade", _TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+    )
+
+
+def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[str, Any]:
+    """What the page shows, from a result already passed through redact.withhold."""
+    happened, todo = explain(result.verdict)
+    return {
+        "title": title,
+        "result": result,
+        "graded_at": graded_at,
+        "happened": happened,
+        "todo": todo,
+        "lost": [c for c in result.checks if not c.passed],
+        "measurements": sorted(result.measurements.items()),
+        "short_hash": result.content_hash[:12],
+    }
+
+
+def render_page(
+    result: SubmissionResult, graded_at: str, title: str, secrets: Secrets | None = None
+) -> str:
+    """One submission's feedback page as HTML text."""
+    visible = withhold(result, secrets)
+    template = _environment().get_template("page.html.j2")
+    return str(template.render(**page_context(visible, graded_at, title)))
+
+
+def write_pages(
+    results: Sequence[Graded],
+    out: Path,
+    *,
+    titles: Mapping[str, str],
+    secrets: Mapping[str, Secrets] | None = None,
+) -> Written:
+    """`out/<exercise>/<student>.html` for every result; returns where each page went."""
+    found = secrets or {}
+    pages: dict[tuple[str, str], Path] = {}
+    for result, graded_at in results:
+        title = titles.get(result.exercise, result.exercise)
+        html = render_page(result, graded_at, title, found.get(result.exercise))
+        path = out / safe_name(result.exercise) / f"{safe_name(result.student)}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(html, encoding="utf-8")
+        pages[(result.exercise, result.student)] = path
+    return Written(pages)
