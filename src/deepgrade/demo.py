@@ -21,6 +21,7 @@ from rich.console import Console
 from deepgrade.batch import batch_settings, run_with_progress
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
 from deepgrade.export import export_csv, export_gradescope
+from deepgrade.feedback import exercise_titles, write_pages
 from deepgrade.gradebook import Gradebook
 from deepgrade.hostcheck import current, describe
 from deepgrade.profiles import resolve_profile
@@ -126,6 +127,16 @@ def run_demo(
     console.print(f"gradebook: {workdir / 'gradebook.db'}")
     console.print(f"CSV:       {workdir / 'grades.csv'}")
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}")
+    pages = write_pages(
+        graded,
+        workdir / "feedback",
+        titles=exercise_titles(project.autograder, exercises),
+        secrets=secrets,
+    ).pages
+    console.print(f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.")
+    for exercise in exercises[:2]:
+        if (exercise, "reference") in pages:
+            console.print(f"           {pages[(exercise, 'reference')]}", highlight=False)
     for line in surprises:
         console.print(f"[bold red]unexpected: {line}[/]")
     verdict = "[green]all as expected[/]"
