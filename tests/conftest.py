@@ -56,3 +56,18 @@ def sandbox_tool() -> Bwrap:
 def bwrap(sandbox_tool: Bwrap) -> Bwrap:
     """The working bwrap; skips where there is none, fails in CI (see above)."""
     return sandbox_tool
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium for the browser tests. Without it the test is skipped,
+    except in CI, which installs the `chromium` package (so a missing browser fails there)."""
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "needs Debian's chromium (apt install chromium) for the browser tests"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the browser: {message}")
+        pytest.skip(reason=message)
+    return found

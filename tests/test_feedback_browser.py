@@ -1,0 +1,47 @@
+"""The feedback page opened in a real browser (headless Chromium): it renders, tables and all,
+with nothing fetched from the network. The screenshot is kept beside the test's files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from test_feedback import WHEN, graded
+
+from deepgrade.feedback import render_page
+from deepgrade.results import Verdict
+
+pytestmark = pytest.mark.browser
+
+
+def headless(chromium: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / "chromium-profile"
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",  # root in CI; the page is our own file
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_the_feedback_page_renders_in_chromium(chromium: str, tmp_path: Path) -> None:
+    page = tmp_path / "alice.html"
+    page.write_text(render_page(graded(verdict=Verdict.CELL_ERROR), WHEN, "SIGNS"), "utf-8")
+    dom = headless(chromium, tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert 'id="checks"' in dom and dom.count("<tr class=") == 2
+    assert "3 / 11 points" in dom
+
+    shot = tmp_path / "feedback.png"
+    headless(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1000,900", page.as_uri())
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (900, 1000)
+    ink = np.mean(pixels.mean(axis=2) < 0.5)  # dark pixels: text was drawn
+    red = np.mean((pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.3))  # the lost check's points
+    assert 0.01 < ink < 0.5 and red > 0.0001
