@@ -45,3 +45,23 @@ def test_the_feedback_page_renders_in_chromium(chromium: str, tmp_path: Path) ->
     ink = np.mean(pixels.mean(axis=2) < 0.5)  # dark pixels: text was drawn
     red = np.mean((pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.3))  # the lost check's points
     assert 0.01 < ink < 0.5 and red > 0.0001
+
+
+def test_the_class_report_draws_its_charts_in_chromium(chromium: str, tmp_path: Path) -> None:
+    from test_class_report import CLASS
+
+    from deepgrade.classreport import summarise, write_report
+
+    summary = summarise(
+        CLASS, exercise="signs_cnn", title="T", profile="smoke", thresholds={"test_accuracy": 0.75}
+    )
+    page = write_report(summary, tmp_path / "report")[0]
+    dom = headless(chromium, tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert 'id="checks"' in dom and 'id="needs"' in dom
+    shot = tmp_path / "class.png"
+    headless(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1000,700", page.as_uri())
+    pixels = imread(shot)[..., :3]
+    # matplotlib's first colour (#1f77b4) fills the score histogram's bars: the data-URI
+    # image was decoded and drawn, under the page's no-network content policy.
+    bars = np.all(np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255) < 0.03, axis=2)
+    assert bars.mean() > 0.002

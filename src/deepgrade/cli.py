@@ -161,6 +161,37 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from deepgrade.batch import default_gradebook
+    from deepgrade.classreport import summarise, write_report
+    from deepgrade.exercise import load_exercise
+    from deepgrade.gradebook import Gradebook
+
+    project = _project(args)
+    spec = load_exercise(project.autograder, args.exercise)
+    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
+    if not path.is_file():
+        raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
+    with Gradebook(path) as book:
+        results = book.latest(args.exercise, args.profile)
+    if not results:
+        raise DeepgradeError(f"{path}: nothing graded for {args.exercise} ({args.profile})")
+    summary = summarise(
+        results,
+        exercise=args.exercise,
+        title=spec.title,
+        profile=args.profile,
+        thresholds=spec.profiles[args.profile].thresholds,
+    )
+    for written in write_report(summary, Path(args.out)):
+        print(f"wrote {written}")
+    print(
+        f"{summary.submissions} submission(s), mean {summary.mean_score:.1f}/"
+        f"{summary.max_points:g}; {len(summary.needs_a_person)} need a person"
+    )
+    return EXIT_OK
+
+
 def cmd_check_solutions(args: argparse.Namespace) -> int:
     from deepgrade.batch import check_solutions
 
@@ -356,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--profile")
     fb.add_argument("--gradebook")
     fb.set_defaults(func=cmd_feedback)
+
+    rep = sub.add_parser("report", help="write the class report of one exercise (HTML, CSV, JSON)")
+    rep.add_argument("--exercise", required=True)
+    rep.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
+    rep.add_argument("--out", default="reports", help="folder (default: ./reports)")
+    rep.add_argument("--gradebook")
+    rep.set_defaults(func=cmd_report)
 
     chk = sub.add_parser("check-solutions", help="grade every reference solution: full marks?")
     chk.add_argument("--exercise", action="append", help="repeatable (default: all)")

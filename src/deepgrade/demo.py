@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from deepgrade.batch import batch_settings, run_with_progress
+from deepgrade.classreport import summarise, write_report
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
 from deepgrade.export import export_csv, export_gradescope
 from deepgrade.feedback import exercise_titles, write_pages
@@ -137,6 +138,17 @@ def run_demo(
     for exercise in exercises[:2]:
         if (exercise, "reference") in pages:
             console.print(f"           {pages[(exercise, 'reference')]}", highlight=False)
+    for exercise in exercises:
+        spec = load_exercise(project.autograder, exercise)
+        summary = summarise(
+            graded,
+            exercise=exercise,
+            title=spec.title,
+            profile=DEMO_PROFILE,
+            thresholds=spec.profiles[DEMO_PROFILE].thresholds,
+        )
+        page = write_report(summary, workdir / "reports")[0]
+        console.print(f"class report: {page}", highlight=False)
     for line in surprises:
         console.print(f"[bold red]unexpected: {line}[/]")
     verdict = "[green]all as expected[/]"
