@@ -69,6 +69,44 @@ def show_authoring_kit(project: Project, scratch: Path, console: Console) -> Non
     )
 
 
+def publish(
+    project: Project,
+    exercises: list[str],
+    graded: list[tuple[SubmissionResult, str]],
+    workdir: Path,
+    console: Console,
+) -> None:
+    """What the instructor hands out after grading: the exports, a feedback page per
+    submission and a class report per exercise, each path printed."""
+    secrets = project_secrets(project.autograder, exercises)
+    export_csv(graded, workdir / "grades.csv", secrets=secrets)
+    export_gradescope(graded, workdir / "gradescope", secrets=secrets)
+    console.print(f"gradebook: {workdir / 'gradebook.db'}", highlight=False)
+    console.print(f"CSV:       {workdir / 'grades.csv'}", highlight=False)
+    console.print(f"Gradescope results.json files under {workdir / 'gradescope'}", highlight=False)
+    pages = write_pages(
+        graded,
+        workdir / "feedback",
+        titles=exercise_titles(project.autograder, exercises),
+        secrets=secrets,
+    ).pages
+    console.print(f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.")
+    for exercise in exercises[:2]:
+        if (exercise, "reference") in pages:
+            console.print(f"           {pages[(exercise, 'reference')]}", highlight=False)
+    for exercise in exercises:
+        spec = load_exercise(project.autograder, exercise)
+        summary = summarise(
+            graded,
+            exercise=exercise,
+            title=spec.title,
+            profile=DEMO_PROFILE,
+            thresholds=spec.profiles[DEMO_PROFILE].thresholds,
+        )
+        page = write_report(summary, workdir / "reports")[0]
+        console.print(f"class report: {page}", highlight=False)
+
+
 def run_demo(
     project: Project,
     *,
@@ -121,34 +159,8 @@ def run_demo(
         graded = book.latest(profile=DEMO_PROFILE)
     console.rule("4. the authoring kit: a new exercise and the strength of the checks")
     show_authoring_kit(project, workdir / "authoring", console)
-    console.rule("5. gradebook and exports")
-    secrets = project_secrets(project.autograder, exercises)
-    export_csv(graded, workdir / "grades.csv", secrets=secrets)
-    export_gradescope(graded, workdir / "gradescope", secrets=secrets)
-    console.print(f"gradebook: {workdir / 'gradebook.db'}")
-    console.print(f"CSV:       {workdir / 'grades.csv'}")
-    console.print(f"Gradescope results.json files under {workdir / 'gradescope'}")
-    pages = write_pages(
-        graded,
-        workdir / "feedback",
-        titles=exercise_titles(project.autograder, exercises),
-        secrets=secrets,
-    ).pages
-    console.print(f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.")
-    for exercise in exercises[:2]:
-        if (exercise, "reference") in pages:
-            console.print(f"           {pages[(exercise, 'reference')]}", highlight=False)
-    for exercise in exercises:
-        spec = load_exercise(project.autograder, exercise)
-        summary = summarise(
-            graded,
-            exercise=exercise,
-            title=spec.title,
-            profile=DEMO_PROFILE,
-            thresholds=spec.profiles[DEMO_PROFILE].thresholds,
-        )
-        page = write_report(summary, workdir / "reports")[0]
-        console.print(f"class report: {page}", highlight=False)
+    console.rule("5. gradebook, exports, feedback pages and class reports")
+    publish(project, exercises, graded, workdir, console)
     for line in surprises:
         console.print(f"[bold red]unexpected: {line}[/]")
     verdict = "[green]all as expected[/]"
