@@ -101,3 +101,18 @@ def test_the_command_reads_thresholds_from_the_spec(
     assert "5 submission(s)" in out
     summary = json.loads((tmp_path / "r" / "signs_cnn.json").read_text())
     assert summary["measured"][0]["threshold"] is not None  # signs_cnn's smoke threshold
+
+
+def test_a_batch_ends_with_how_many_lost_each_check() -> None:
+    from rich.console import Console
+
+    from deepgrade.report import check_summary_table
+
+    table = check_summary_table([r for r, _ in CLASS])
+    assert table is not None
+    console = Console(width=200, record=True)
+    console.print(table)
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert any("The layers" in line and "3 of 4" in line for line in lines)
+    assert any("Test accuracy" in line and "2 of 4" in line for line in lines)
+    assert check_summary_table([CLASS[0][0]]) is None  # nothing lost: no table

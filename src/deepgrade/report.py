@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -57,8 +58,30 @@ def results_table(results: Sequence[SubmissionResult], title: str) -> Table:
     return table
 
 
+def check_summary_table(results: Sequence[SubmissionResult]) -> Table | None:
+    """How many submissions lost each check, most lost first: what the batch struggled with."""
+    counts: dict[str, list[Any]] = {}
+    for result in results:
+        for check in result.checks:
+            entry = counts.setdefault(check.check_id, [check.title, 0, 0])
+            entry[1] += int(not check.passed)
+            entry[2] += 1
+    lost = sorted(((n, total, title) for title, n, total in counts.values() if n), reverse=True)
+    if not lost:
+        return None
+    table = Table(title="checks lost", title_justify="left")
+    table.add_column("check", overflow="fold")
+    table.add_column("lost by", justify="right")
+    for n, total, title in lost:
+        table.add_row(title, f"{n} of {total}")
+    return table
+
+
 def print_results(results: Sequence[SubmissionResult], title: str, console: Console) -> None:
     console.print(results_table(results, title))
+    summary = check_summary_table(results)
+    if summary is not None and len(results) > 1:
+        console.print(summary)
     unlimited = [r.student for r in results if r.unlimited]
     if unlimited:
         console.print(
