@@ -23,6 +23,7 @@ from deepgrade.exercise import load_exercise
 from deepgrade.gpuslots import plan_slots
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
+from deepgrade.graderversion import grader_version
 from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
 from deepgrade.report import print_results
@@ -58,10 +59,12 @@ def batch_settings(
 
     host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
     spec = load_exercise(project.autograder, exercise)
+    release_notebook = project.release / spec.name / spec.notebook
     return GradeSettings(
         spec=spec,
         profile=resolve_profile(spec, profile, overrides),
-        release_notebook=project.release / spec.name / spec.notebook,
+        release_notebook=release_notebook,
+        grader_version=grader_version(spec.directory, release_notebook),
         workdir=workdir,
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
@@ -178,6 +181,71 @@ def grade_folder(
         print_results(outcome.graded, f"{exercise} ({profile})", console)
     if outcome.note:
         console.print(f"[yellow]{escape(outcome.note)}[/]")
+    old = [r for r in outcome.cached if r.grader_version != settings.grader_version]
+    if old:
+        console.print(
+            f"[yellow]{len(old)} already graded result(s) were made by an older grader of "
+            f"{exercise} (its checks, spec or notebook changed since): "
+            f"deepgrade regrade --outdated --exercise {exercise} --profile {profile}[/]"
+        )
+    failed = [r for r in outcome.graded if r.verdict is Verdict.GRADER_ERROR]
+    return EXIT_GRADER_FAILED if failed else EXIT_OK
+
+
+@dataclass(frozen=True)
+class Outdated:
+    """Results an older grader made: those whose submission is still there, unchanged, and
+    those that cannot be re-graded (file gone or changed), each with why."""
+
+    again: list[Submission]
+    stuck: list[str]
+
+
+def find_outdated(book: Gradebook, exercise: str, profile: str, current_version: str) -> Outdated:
+    again, stuck = [], []
+    for result, _ in book.latest(exercise, profile):
+        if result.grader_version == current_version:
+            continue
+        path = Path(result.source_path)
+        submission = Submission(result.student, path)
+        if not path.is_file():
+            stuck.append(f"{result.student}: {path} is gone; its old result stays")
+        elif submission.content_hash != result.content_hash:
+            stuck.append(f"{result.student}: {path} changed since; grade the folder again")
+        else:
+            again.append(submission)
+    return Outdated(again, stuck)
+
+
+def regrade_outdated(
+    project: Project,
+    *,
+    exercise: str,
+    profile: str,
+    workers: int,
+    gradebook_path: Path | None,
+    unsafe: bool,
+    workdir: Path | None = None,
+    allow_unlimited: bool = False,
+) -> int:
+    """Re-grade every latest result of `exercise` that an older grader made, and only those."""
+    console = Console()
+    runs = workdir or project.root / ".deepgrade" / "runs"
+    settings = batch_settings(
+        project, exercise, profile, runs, unsafe, allow_unlimited=allow_unlimited
+    )
+    with Gradebook(gradebook_path or default_gradebook(project)) as book:
+        outdated = find_outdated(book, exercise, profile, settings.grader_version)
+        console.print(
+            f"{len(outdated.again)} result(s) of {exercise} ({profile}) made by an older grader"
+        )
+        outcome = run_with_progress(
+            outdated.again, settings, book, workers=workers, force=True, console=console
+        )
+    if outcome.graded:
+        print_results(outcome.graded, f"{exercise} ({profile}), re-graded", console)
+    for line in outdated.stuck:
+        console.print(f"[yellow]not re-graded: {escape(line)}[/]", soft_wrap=True)
     failed = [r for r in outcome.graded if r.verdict is Verdict.GRADER_ERROR]
     return EXIT_GRADER_FAILED if failed else EXIT_OK
 

@@ -112,6 +112,23 @@ def cmd_grade(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_regrade(args: argparse.Namespace) -> int:
+    from deepgrade.batch import regrade_outdated
+
+    if not args.outdated:
+        raise DeepgradeError("say which results to re-grade: --outdated")
+    return regrade_outdated(
+        _project(args),
+        exercise=args.exercise,
+        profile=args.profile,
+        workers=args.workers,
+        gradebook_path=Path(args.gradebook) if args.gradebook else None,
+        unsafe=args.unsafe,
+        workdir=Path(args.workdir) if args.workdir else None,
+        allow_unlimited=args.allow_unlimited,
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.batch import default_gradebook
     from deepgrade.export import EXPORTERS
@@ -370,6 +387,19 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
     grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     grade.set_defaults(func=cmd_grade)
+
+    regrade = sub.add_parser("regrade", help="re-grade stored results: --outdated")
+    regrade.add_argument(
+        "--outdated", action="store_true", help="the results an older grader made (checks changed)"
+    )
+    regrade.add_argument("--exercise", required=True)
+    regrade.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
+    regrade.add_argument("--workers", type=int, default=1, help="submissions graded at once")
+    regrade.add_argument("--gradebook", help="SQLite file (default: .deepgrade/gradebook.db)")
+    regrade.add_argument("--unsafe", action="store_true", help="no sandbox: trusted code only")
+    regrade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
+    regrade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    regrade.set_defaults(func=cmd_regrade)
 
     exp = sub.add_parser("export", help="export the gradebook")
     exp.add_argument("--format", required=True, choices=("csv", "gradescope"))

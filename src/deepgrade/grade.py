@@ -52,6 +52,7 @@ class GradeSettings:
     # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
+    grader_version: str = ""  # graderversion.grader_version of spec and release, set per batch
 
     def __post_init__(self) -> None:
         if self.profile.exercise != self.spec.name:
@@ -277,6 +278,7 @@ def grade_submission(
             unsafe=settings.unsafe,
             unlimited=settings.unlimited,
             source_path=str(submission.path),
+            grader_version=settings.grader_version,
             **rest,
         )
         return redact.withhold(made, secrets)

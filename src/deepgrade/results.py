@@ -100,6 +100,7 @@ class SubmissionResult:
     source_path: str = ""
     measurements: dict[str, float] = field(default_factory=dict)  # what the checks measured
     extra: dict[str, Any] = field(default_factory=dict)
+    grader_version: str = ""  # which grader made it (graderversion); "" before it was recorded
 
     @property
     def points(self) -> float:
