@@ -55,7 +55,12 @@ CLASS = [
 
 def test_the_summary_counts_what_the_class_did() -> None:
     s = summarise(
-        CLASS, exercise="signs_cnn", title="T", profile="smoke", thresholds={"test_accuracy": 0.75}
+        CLASS,
+        exercise="signs_cnn",
+        title="T",
+        profile="smoke",
+        thresholds={"test_accuracy": 0.75},
+        borderline={"test_accuracy": 0.02},
     )
     assert s.submissions == 5 and s.verdicts == {"graded": 3, "timeout": 1, "grader_error": 1}
     assert [p for _, p in s.scores] == [11.0, 3.0, 0.0, 0.0]  # the grader error is no score
@@ -69,7 +74,12 @@ def test_the_summary_counts_what_the_class_did() -> None:
 
 def test_the_report_writes_a_page_and_the_data_behind_it(tmp_path: Path) -> None:
     s = summarise(
-        CLASS, exercise="signs_cnn", title="T", profile="smoke", thresholds={"test_accuracy": 0.75}
+        CLASS,
+        exercise="signs_cnn",
+        title="T",
+        profile="smoke",
+        thresholds={"test_accuracy": 0.75},
+        borderline={"test_accuracy": 0.02},
     )
     page, data, rates = write_report(s, tmp_path)
     html = page.read_text(encoding="utf-8")
@@ -83,7 +93,9 @@ def test_the_report_writes_a_page_and_the_data_behind_it(tmp_path: Path) -> None
 
 def test_student_names_are_text_on_the_report(tmp_path: Path) -> None:
     hostile = [(graded("<script>x()</script>", None, False, Verdict.TIMEOUT), WHEN)]
-    s = summarise(hostile, exercise="signs_cnn", title="T", profile="smoke", thresholds={})
+    s = summarise(
+        hostile, exercise="signs_cnn", title="T", profile="smoke", thresholds={}, borderline={}
+    )
     html = write_report(s, tmp_path)[0].read_text(encoding="utf-8")
     assert "<script>x()" not in html and "&lt;script&gt;" in html
 
@@ -116,3 +128,31 @@ def test_a_batch_ends_with_how_many_lost_each_check() -> None:
     assert any("The layers" in line and "3 of 4" in line for line in lines)
     assert any("Test accuracy" in line and "2 of 4" in line for line in lines)
     assert check_summary_table([CLASS[0][0]]) is None  # nothing lost: no table
+
+
+@pytest.mark.parametrize(
+    ("borderline", "problem"),
+    [
+        ({"lenet_accuracy": 0.02}, "not in its thresholds"),
+        ({"test_accuracy": 0}, "positive margins"),
+        ({"test_accuracy": "0.02"}, "positive margins"),
+    ],
+)
+def test_a_bad_borderline_names_the_spec(borderline: dict, problem: str) -> None:
+    from deepgrade.errors import InputError
+    from deepgrade.exercise import parse_profile
+
+    table = {
+        "data": "synth",
+        "cell_timeout_s": 60,
+        "notebook_timeout_s": 600,
+        "memory_mb": 1024,
+        "artifact_cap_mb": 8,
+        "thresholds": {"test_accuracy": 0.8},
+        "borderline": borderline,
+    }
+    with pytest.raises(InputError) as error:
+        parse_profile("smoke", table, Path("autograder/x/spec.toml"))
+    assert "autograder/x/spec.toml" in str(error.value) and problem in str(error.value)
+    table["borderline"] = {"test_accuracy": 0.02}
+    assert parse_profile("smoke", table, Path("s.toml")).borderline == {"test_accuracy": 0.02}

@@ -175,3 +175,56 @@ def test_regrading_is_resumable(graded: dict) -> None:
     assert all(r["cached"] for r in again.values())
     assert {s: {**r, "cached": False} for s, r in again.items()} == graded["results"]
     assert "already graded" in done.stderr
+
+
+def _code_lines(path: Path) -> set[str]:
+    """The non-trivial lines of a check file that are code: its string literals are the
+    student-facing titles and messages (shown by design), its imports are in every notebook."""
+    import ast
+
+    source = path.read_text(encoding="utf-8")
+    literal_lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant | ast.JoinedStr):
+            end = node.end_lineno or node.lineno
+            literal_lines.update(range(node.lineno, end + 1))
+    lines = set()
+    for number, line in enumerate(source.splitlines(), start=1):
+        text = " ".join(line.split())
+        if number in literal_lines or len(text) < 20 or text.startswith(("#", "import ", "from ")):
+            continue
+        lines.add(text)
+    return lines
+
+
+def test_feedback_pages_and_class_report_leak_nothing(graded: dict) -> None:
+    """Every sample's page (and the class report) is searched for every hidden value of the
+    spec and the grade-time cells, and every line of the hidden checks' code."""
+    import html
+    import re
+
+    from deepgrade.redact import exercise_secrets
+
+    exercise, tmp = graded["exercise"], graded["tmp"]
+    book = str(tmp / "gb.db")
+    done = deepgrade("feedback", "--gradebook", book, "--out", str(tmp / "fb"), env=graded["env"])
+    assert done.returncode == 0, done.stderr
+    done = deepgrade(
+        "report", "--exercise", exercise, "--gradebook", book, "--out", str(tmp / "rep"),
+        env=graded["env"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pages = [*sorted((tmp / "fb" / exercise).glob("*.html")), tmp / "rep" / f"{exercise}.html"]
+    assert len(pages) == len(graded["results"]) + 1
+    spec = load_exercise(PROJECT.autograder, exercise)
+    secrets = exercise_secrets(spec)
+    code = set().union(*(_code_lines(p) for p in spec.directory.glob("test_*.py")))
+    for page in pages:
+        raw = page.read_text(encoding="utf-8")
+        body = re.sub(
+            r"<style>.*?</style>|data:image/png;base64,[A-Za-z0-9+/=]+", " ", raw, flags=re.S
+        )
+        text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+        assert not secrets.reveals(text), f"{page.name} shows a hidden value"
+        shown = [line for line in code if line in text]
+        assert not shown, f"{page.name} shows the checks' code: {shown[:3]}"

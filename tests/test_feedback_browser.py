@@ -53,7 +53,12 @@ def test_the_class_report_draws_its_charts_in_chromium(chromium: str, tmp_path: 
     from deepgrade.classreport import summarise, write_report
 
     summary = summarise(
-        CLASS, exercise="signs_cnn", title="T", profile="smoke", thresholds={"test_accuracy": 0.75}
+        CLASS,
+        exercise="signs_cnn",
+        title="T",
+        profile="smoke",
+        thresholds={"test_accuracy": 0.75},
+        borderline={"test_accuracy": 0.02},
     )
     page = write_report(summary, tmp_path / "report")[0]
     dom = headless(chromium, tmp_path, "--dump-dom", page.as_uri()).stdout

@@ -1,9 +1,10 @@
 """The class report: one self-contained HTML page per exercise, with the CSV and JSON behind it.
 
 What an instructor needs after a batch: the score distribution, how runs ended, which checks
-the class struggles with (pass rate per check), each measured accuracy against its threshold
-with the borderline band marked, the run-time distribution, and the submissions a person must
-look at (grader errors, timeouts, out of memory, tampered notebooks, scores in the band).
+the class struggles with (pass rate per check), each measurement against its threshold with
+the profile's borderline band (spec.toml `borderline`) marked, the run-time distribution, and
+the submissions a person must look at (grader errors, timeouts, out of memory, tampered
+notebooks, measurements in the band).
 Computed from the gradebook alone, like the feedback pages; charts are PNG data URIs.
 """
 
@@ -23,10 +24,6 @@ from typing import Any
 from deepgrade.export import Graded
 from deepgrade.results import SubmissionResult, Verdict
 
-# Until the spec carries a per-profile margin (the borderline re-grades), a measurement within
-# this distance of its threshold is "borderline": on a loaded CPU or another GPU the same
-# notebook can land either side of it.
-BORDERLINE_MARGIN = 0.02
 NEEDS_A_PERSON = frozenset(
     {
         Verdict.GRADER_ERROR,
@@ -61,12 +58,15 @@ class Measured:
 
     name: str
     threshold: float | None
+    margin: float | None  # the profile's borderline band around the threshold, if it has one
     values: tuple[tuple[str, float], ...]  # (student, value)
 
-    def borderline(self, margin: float = BORDERLINE_MARGIN) -> list[str]:
-        if self.threshold is None:
+    def borderline(self) -> list[str]:
+        """Who sits within the margin of the threshold (either side)."""
+        if self.threshold is None or self.margin is None:
             return []
-        return [s for s, v in self.values if abs(v - self.threshold) <= margin]
+        limit = self.margin + 1e-9  # a value exactly on the band's edge is in it
+        return [s for s, v in self.values if abs(v - self.threshold) <= limit]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def summarise(
     title: str,
     profile: str,
     thresholds: Mapping[str, float],
-    margin: float = BORDERLINE_MARGIN,
+    borderline: Mapping[str, float],
 ) -> ClassSummary:
     """The class's results for one exercise and profile; grader errors are listed, not scored."""
     mine = [r for r, _ in results if r.exercise == exercise and r.profile == profile]
@@ -111,6 +111,7 @@ def summarise(
         Measured(
             name,
             thresholds.get(name),
+            borderline.get(name),
             tuple((r.student, r.measurements[name]) for r in scored if name in r.measurements),
         )
         for name in names
@@ -120,8 +121,10 @@ def summarise(
         if result.verdict in NEEDS_A_PERSON:
             person.setdefault(result.student, []).append(_why(result))
     for item in measured:
-        for student in item.borderline(margin):
-            person.setdefault(student, []).append(f"{item.name} within {margin:g} of threshold")
+        for student in item.borderline():
+            person.setdefault(student, []).append(
+                f"{item.name} within {item.margin:g} of its threshold {item.threshold:g}"
+            )
     return ClassSummary(
         exercise=exercise,
         title=title,
@@ -150,7 +153,7 @@ def _png(figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def charts(summary: ClassSummary, margin: float = BORDERLINE_MARGIN) -> dict[str, str]:
+def charts(summary: ClassSummary) -> dict[str, str]:
     """Histogram of scores, of run times, and per measurement its values with the band."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
 
@@ -176,7 +179,9 @@ def charts(summary: ClassSummary, margin: float = BORDERLINE_MARGIN) -> dict[str
         values = [v for _, v in item.values]
         ax.plot(values, [0] * len(values), "o", alpha=0.6)
         if item.threshold is not None:
-            ax.axvspan(item.threshold - margin, item.threshold + margin, color="orange", alpha=0.3)
+            if item.margin is not None:
+                low, high = item.threshold - item.margin, item.threshold + item.margin
+                ax.axvspan(low, high, color="orange", alpha=0.3)
             ax.axvline(item.threshold, color="red")
         ax.set_yticks([])
         ax.set_xlabel(item.name + ("" if item.threshold is None else " (red: threshold)"))
@@ -193,7 +198,7 @@ def render(summary: ClassSummary) -> str:
         autoescape=True,
     )
     template = environment.get_template("class.html.j2")
-    return str(template.render(s=summary, charts=charts(summary), margin=BORDERLINE_MARGIN))
+    return str(template.render(s=summary, charts=charts(summary)))
 
 
 def write_report(summary: ClassSummary, out: Path) -> list[Path]:

@@ -199,6 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         title=spec.title,
         profile=args.profile,
         thresholds=spec.profiles[args.profile].thresholds,
+        borderline=spec.profiles[args.profile].borderline,
     )
     for written in write_report(summary, Path(args.out)):
         print(f"wrote {written}")

@@ -102,6 +102,7 @@ def publish(
             title=spec.title,
             profile=DEMO_PROFILE,
             thresholds=spec.profiles[DEMO_PROFILE].thresholds,
+            borderline=spec.profiles[DEMO_PROFILE].borderline,
         )
         page = write_report(summary, workdir / "reports")[0]
         console.print(f"class report: {page}", highlight=False)

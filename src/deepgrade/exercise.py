@@ -43,6 +43,9 @@ class ProfileSpec:
     data_sizes: Mapping[str, Mapping[str, int]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Per threshold, how close a measurement may come before it is borderline: a loaded CPU or
+    # another GPU can put the same notebook either side (the class report marks the band).
+    borderline: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,20 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         for v in sizes.values()
     ):
         raise InputError(path, f"{where}: data_sizes must map data sets to positive integers")
+    borderline = table.get("borderline", {})
+    if not isinstance(borderline, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+        for v in borderline.values()
+    ):
+        raise InputError(path, f"{where}: borderline must map thresholds to positive margins")
+    unknown = sorted(set(borderline) - set(thresholds))
+    if unknown:
+        raise InputError(
+            path, f"{where}: borderline names {unknown}, which are not in its thresholds"
+        )
     return ProfileSpec(
         name=name,
+        borderline=MappingProxyType({k: float(v) for k, v in borderline.items()}),
         data_sizes=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sizes.items()}),
         parameters=MappingProxyType(dict(parameters)),
         data=data,

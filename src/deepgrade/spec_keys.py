@@ -156,6 +156,14 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "thresholds = { test_accuracy = 0.8 }",
     ),
     SpecKey(
+        "borderline",
+        PROFILE,
+        False,
+        "{}",
+        "per threshold, the margin within which a measurement is borderline (class report)",
+        "borderline = { test_accuracy = 0.02 }",
+    ),
+    SpecKey(
         "gpus", PROFILE, False, "0", "fraction of a GPU one grading worker needs", "gpus = 0.25"
     ),
     SpecKey(
