@@ -22,6 +22,7 @@ from deepgrade.verdicts import explain
 
 _TEMPLATES = "templates/feedback"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+SLOWEST_CELLS = 8
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[s
         "lost": [c for c in result.checks if not c.passed],
         "measurements": sorted(result.measurements.items()),
         "short_hash": result.content_hash[:12],
+        "slowest": sorted(result.cell_seconds, key=lambda cell: -cell[1])[:SLOWEST_CELLS],
     }
 
 

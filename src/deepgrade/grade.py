@@ -25,6 +25,7 @@ from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
+from deepgrade.runlog import read_run_log
 from deepgrade.submissions import Submission
 
 GRADETIME_TAG = _stage1_runner.GRADETIME_TAG  # the runner reads it too
@@ -286,6 +287,9 @@ def grade_submission(
     try:
         notify("execute")
         stage1 = run_stage1(submission, settings, work)
+        run_log = read_run_log(
+            stage1.executed_notebook, len(gradetime_cells(settings.spec)), stage1.failed_cell
+        )
         missing = missing_artifacts(stage1.artifacts_dir, settings.spec.artifacts)
         notify("check")
         started = time.perf_counter()
@@ -314,6 +318,8 @@ def grade_submission(
         stage2_seconds=round(stage2_seconds, 2),
         limits=stage1.limits,
         measurements=report.measurements,
+        cell_seconds=run_log.cell_seconds,
+        traceback=run_log.traceback,
         extra={
             **({"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {}),
             **({"stage1_rerun": stage1.rerun} if stage1.rerun else {}),

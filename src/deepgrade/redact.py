@@ -35,6 +35,7 @@ WITHHELD = (
 )
 MAX_DETAIL = 500
 MAX_MESSAGE = 1000
+MAX_TRACEBACK = 4000
 MIN_TEXT = 4  # a hidden string shorter than this is not distinctive
 MIN_DIGITS = 4  # nor is a number with fewer significant digits
 MIN_SEQUENCE = 3  # nor a list of fewer numbers
@@ -141,9 +142,10 @@ def project_secrets(autograder: Path, exercises: Iterable[str]) -> dict[str, Sec
     return found
 
 
-def clean(text: str, limit: int, *, one_line: bool = False) -> str:
+def clean(text: str, limit: int, *, one_line: bool = False, indented: bool = False) -> str:
     """`text` without terminal escapes or control and format characters (bidi overrides,
-    zero-width marks), at most `limit` characters; newlines survive unless `one_line`."""
+    zero-width marks), at most `limit` characters; newlines survive unless `one_line`, and
+    runs of spaces too when `indented` (a traceback's code lines)."""
     text = _ANSI.sub("", str(text))
     kept = []
     for char in text:
@@ -155,15 +157,22 @@ def clean(text: str, limit: int, *, one_line: bool = False) -> str:
         elif kind[0] != "C":  # format (bidi, zero-width), private, unassigned: dropped
             kept.append(char)
     text = "".join(kept)
-    text = " ".join(text.split()) if one_line else re.sub(r"[ ]{2,}", " ", text).strip()
+    if one_line:
+        text = " ".join(text.split())
+    elif indented:
+        text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+    else:
+        text = re.sub(r"[ ]{2,}", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def visible(text: str, secrets: Secrets, limit: int, *, one_line: bool = False) -> str:
+def visible(
+    text: str, secrets: Secrets, limit: int, *, one_line: bool = False, indented: bool = False
+) -> str:
     """`text` as a student may read it: cleaned, or WITHHELD when it carries a secret."""
     if secrets.reveals(text) or secrets.reveals(clean(text, len(text) + 1, one_line=True)):
         return WITHHELD
-    return clean(text, limit, one_line=one_line)
+    return clean(text, limit, one_line=one_line, indented=indented)
 
 
 def withhold(result: SubmissionResult, secrets: Secrets | None) -> SubmissionResult:
@@ -179,4 +188,7 @@ def withhold(result: SubmissionResult, secrets: Secrets | None) -> SubmissionRes
         for check in result.checks
     )
     detail = visible(result.detail, secrets, MAX_DETAIL, one_line=True)
-    return dataclasses.replace(result, detail=detail, checks=checks)
+    traceback = (
+        visible(result.traceback, secrets, MAX_TRACEBACK, indented=True) if result.traceback else ""
+    )
+    return dataclasses.replace(result, detail=detail, checks=checks, traceback=traceback)

@@ -101,6 +101,10 @@ class SubmissionResult:
     measurements: dict[str, float] = field(default_factory=dict)  # what the checks measured
     extra: dict[str, Any] = field(default_factory=dict)
     grader_version: str = ""  # which grader made it (graderversion); "" before it was recorded
+    # From the executed notebook (runlog): seconds per student code cell, and the first
+    # failing student cell's trimmed traceback. Shown to the student; they earn nothing.
+    cell_seconds: tuple[tuple[int, float], ...] = ()
+    traceback: str = ""
 
     @property
     def points(self) -> float:
@@ -124,4 +128,7 @@ class SubmissionResult:
         kwargs["verdict"] = Verdict(kwargs["verdict"])
         kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
         kwargs["limits"] = tuple(kwargs.get("limits", ()))
+        kwargs["cell_seconds"] = tuple(
+            (int(n), float(t)) for n, t in kwargs.get("cell_seconds", ())
+        )
         return cls(**kwargs)
