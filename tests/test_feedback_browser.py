@@ -4,6 +4,7 @@ with nothing fetched from the network. The screenshot is kept beside the test's 
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,23 @@ def headless(chromium: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
 
 def test_the_feedback_page_renders_in_chromium(chromium: str, tmp_path: Path) -> None:
     page = tmp_path / "alice.html"
-    page.write_text(render_page(graded(verdict=Verdict.CELL_ERROR), WHEN, "SIGNS"), "utf-8")
+    history = {"loss": [1.2, 0.8, 0.5, 0.4], "val_loss": [1.3, 1.0, 0.9, 0.9]}
+    result = replace(graded(verdict=Verdict.CELL_ERROR), histories={"history.json": history})
+    page.write_text(render_page(result, WHEN, "SIGNS"), "utf-8")
     dom = headless(chromium, tmp_path, "--dump-dom", page.as_uri()).stdout
     assert 'id="checks"' in dom and dom.count("<tr class=") == 2
     assert "3 / 11 points" in dom
 
     shot = tmp_path / "feedback.png"
-    headless(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1000,900", page.as_uri())
+    headless(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri())
     pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (900, 1000)
+    assert pixels.shape[:2] == (1400, 1000)
     ink = np.mean(pixels.mean(axis=2) < 0.5)  # dark pixels: text was drawn
     red = np.mean((pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.3))  # the lost check's points
     assert 0.01 < ink < 0.5 and red > 0.0001
+    # matplotlib's second colour (#ff7f0e), the validation curve: the chart was drawn.
+    orange = np.all(np.abs(pixels - np.array([0xFF, 0x7F, 0x0E]) / 255) < 0.06, axis=2)
+    assert orange.mean() > 0.0002
 
 
 def test_the_class_report_draws_its_charts_in_chromium(chromium: str, tmp_path: Path) -> None:

@@ -88,3 +88,32 @@ def test_a_tracebacks_indentation_survives_the_cleaning() -> None:
     text = "Cell In[15], line 3\n      1 x = 1\n----> 3 fit(\x1b[0;31mX\x1b[0m)\u202e"
     shown = redact.withhold(dataclasses.replace(graded(), traceback=text), None).traceback
     assert shown == "Cell In[15], line 3\n      1 x = 1\n----> 3 fit(X)"
+
+
+def test_histories_keep_only_what_a_chart_needs(tmp_path: Path) -> None:
+    import json
+
+    from deepgrade.runlog import read_histories
+
+    good = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]}
+    (tmp_path / "history.json").write_text(json.dumps(good))
+    (tmp_path / "history_fine.json").write_text(
+        '{"loss": [1, NaN], "<b>x</b>": [1.0], "accuracy": [true, 0.5], "ok": [0.25]}'
+    )
+    (tmp_path / "history_bad.json").write_text("[1, 2")
+    (tmp_path / "answers.json").write_text('{"loss": [1.0]}')  # not a history
+    (tmp_path / "history_big.json").write_text('{"loss": [' + "1.0," * 300_000 + "1.0]}")
+    (tmp_path / "history_link.json").symlink_to(tmp_path / "history.json")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    found = read_histories(tmp_path, names)
+    assert found == {"history.json": good, "history_fine.json": {"ok": [0.25]}}
+
+
+def test_the_page_draws_the_learning_curves() -> None:
+    from test_feedback import WHEN, graded
+
+    result = dataclasses.replace(
+        graded(), histories={"history.json": {"loss": [1.0, 0.5], "val_loss": [1.2, 0.9]}}
+    )
+    page = render_page(result, WHEN, "T")
+    assert page.count('class="curves"') == 1 and "data:image/png;base64," in page

@@ -10,9 +10,7 @@ Computed from the gradebook alone, like the feedback pages; charts are PNG data 
 
 from __future__ import annotations
 
-import base64
 import csv
-import io
 import json
 import statistics
 from collections import Counter
@@ -21,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deepgrade.charts import png_data_uri
 from deepgrade.export import Graded
 from deepgrade.results import SubmissionResult, Verdict
 
@@ -147,12 +146,6 @@ def _why(result: SubmissionResult) -> str:
     return f"{result.verdict}: {result.detail}" if result.detail else str(result.verdict)
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def charts(summary: ClassSummary) -> dict[str, str]:
     """Histogram of scores, of run times, and per measurement its values with the band."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
@@ -166,13 +159,13 @@ def charts(summary: ClassSummary) -> dict[str, str]:
         ax.hist([p for _, p in summary.scores], bins=edges)
         ax.set_xlabel(f"points (of {summary.max_points:g})")
         ax.set_ylabel("submissions")
-        found["scores"] = _png(fig)
+        found["scores"] = png_data_uri(fig)
     if summary.run_seconds:
         fig = Figure(figsize=(6, 2.2))
         ax = fig.add_subplot()
         ax.hist(summary.run_seconds, bins=min(20, max(5, len(summary.run_seconds))), color="gray")
         ax.set_xlabel("seconds per submission (notebook + checks)")
-        found["run_seconds"] = _png(fig)
+        found["run_seconds"] = png_data_uri(fig)
     for item in summary.measured:
         fig = Figure(figsize=(6, 1.8))
         ax = fig.add_subplot()
@@ -185,7 +178,7 @@ def charts(summary: ClassSummary) -> dict[str, str]:
             ax.axvline(item.threshold, color="red")
         ax.set_yticks([])
         ax.set_xlabel(item.name + ("" if item.threshold is None else " (red: threshold)"))
-        found[f"measured:{item.name}"] = _png(fig)
+        found[f"measured:{item.name}"] = png_data_uri(fig)
     return found
 
 

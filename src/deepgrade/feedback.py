@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepgrade.charts import learning_curves
 from deepgrade.export import Graded
 from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult
@@ -74,6 +75,7 @@ def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[s
         "measurements": sorted(result.measurements.items()),
         "short_hash": result.content_hash[:12],
         "slowest": sorted(result.cell_seconds, key=lambda cell: -cell[1])[:SLOWEST_CELLS],
+        "curves": [(name, learning_curves(h)) for name, h in sorted(result.histories.items())],
     }
 
 

@@ -25,7 +25,7 @@ from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
-from deepgrade.runlog import read_run_log
+from deepgrade.runlog import read_histories, read_run_log
 from deepgrade.submissions import Submission
 
 GRADETIME_TAG = _stage1_runner.GRADETIME_TAG  # the runner reads it too
@@ -320,6 +320,7 @@ def grade_submission(
         measurements=report.measurements,
         cell_seconds=run_log.cell_seconds,
         traceback=run_log.traceback,
+        histories=read_histories(stage1.artifacts_dir, settings.spec.artifacts),
         extra={
             **({"log_tail": stage1.log_tail[-2000:]} if stage1.log_tail else {}),
             **({"stage1_rerun": stage1.rerun} if stage1.rerun else {}),

@@ -105,6 +105,7 @@ class SubmissionResult:
     # failing student cell's trimmed traceback. Shown to the student; they earn nothing.
     cell_seconds: tuple[tuple[int, float], ...] = ()
     traceback: str = ""
+    histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # by file
 
     @property
     def points(self) -> float:

@@ -1,4 +1,5 @@
-"""What the student may learn about how their notebook ran: time per cell, the first error.
+"""What the student may learn about how their notebook ran: time per cell, the first error,
+and their training curves.
 
 Read on the host from stage 1's executed notebook (papermill records each cell's duration in
 `metadata.papermill.duration`; an error output holds the traceback). The file was written
@@ -82,3 +83,44 @@ def read_run_log(executed: Path | None, gradetime_count: int, failed_cell: int |
     if failed_cell is not None and 1 <= failed_cell <= len(cells):
         traceback = _traceback(cells[failed_cell - 1])
     return RunLog(seconds, traceback)
+
+
+MAX_HISTORY_BYTES = 1024 * 1024
+MAX_EPOCHS = 2000
+MAX_METRICS = 12
+_METRIC = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,40}$")
+
+
+def read_histories(
+    artifacts: Path, names: tuple[str, ...] | list[str]
+) -> dict[str, dict[str, list[float]]]:
+    """The training histories among the saved files (`history*.json`: {metric: [per epoch]}),
+    by file name, keeping only what a chart needs: known-looking metric names, finite numbers,
+    bounded sizes. The student's own record, shown back to them; it earns no point."""
+    found: dict[str, dict[str, list[float]]] = {}
+    for name in names:
+        if not (name.startswith("history") and name.endswith(".json")):
+            continue
+        path = artifacts / name
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_HISTORY_BYTES:
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        metrics: dict[str, list[float]] = {}
+        for key, values in list(data.items())[:MAX_METRICS]:
+            if not (isinstance(key, str) and _METRIC.match(key) and isinstance(values, list)):
+                continue
+            numbers = [
+                float(v)
+                for v in values[:MAX_EPOCHS]
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            ]
+            if numbers and len(numbers) == len(values[:MAX_EPOCHS]):
+                metrics[key] = numbers
+        if metrics:
+            found[name] = metrics
+    return found
