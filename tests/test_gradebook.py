@@ -105,8 +105,36 @@ def test_gradescope_export(tmp_path: Path) -> None:
         "max_score": 2.0,
         "status": "failed",
         "output": "fix the first thing",
+        "output_format": "text",
+        "visibility": "after_published",  # a hidden check: shown when grades are published
     }
     assert data["execution_time"] == 16.8
+    assert data["output_format"] == "text" and "What to do:" in data["output"]
+
+
+def test_gradescope_shows_the_specs_visible_checks_at_once(tmp_path: Path) -> None:
+    graded = [(result("ana", "h1", 0.0), "t")]
+    shown = {"signs_cnn": frozenset({"a.py::test_two"})}
+    files = export_gradescope(graded, tmp_path, visible_checks=shown).files
+    tests = json.loads(files[0].read_text())["tests"]
+    assert [t["visibility"] for t in tests] == ["after_published", "visible"]
+
+
+@pytest.mark.parametrize("value", ['"test_a::test_b"', '["architecture"]', "[1]"])
+def test_visible_checks_must_be_check_ids(tmp_path: Path, value: str) -> None:
+    import shutil
+
+    from deepgrade.exercise import load_spec
+
+    folder = tmp_path / "signs_cnn"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "autograder" / "signs_cnn", folder)
+    spec = folder / "spec.toml"
+    spec.write_text(f"visible_checks = {value}\n" + spec.read_text())
+    with pytest.raises(InputError) as error:
+        load_spec(folder)
+    assert "spec.toml" in str(error.value) and "visible_checks" in str(error.value)
+    spec.write_text(spec.read_text().replace(value, '["test_architecture::test_layers"]', 1))
+    assert load_spec(folder).visible_checks == {"test_architecture::test_layers"}
 
 
 def test_result_json_round_trip() -> None:

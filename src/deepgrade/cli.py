@@ -131,7 +131,7 @@ def cmd_regrade(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.batch import default_gradebook
-    from deepgrade.export import EXPORTERS
+    from deepgrade.export import EXPORTERS, project_visible_checks
     from deepgrade.gradebook import Gradebook
     from deepgrade.redact import project_secrets
 
@@ -142,8 +142,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Gradebook(path) as book:
         results = book.latest(args.exercise, args.profile)
     default_out = "grades.csv" if args.format == "csv" else "gradescope"
-    secrets = project_secrets(project.autograder, (r.exercise for r, _ in results))
-    exported = EXPORTERS[args.format](results, Path(args.out or default_out), secrets=secrets)
+    exercises = {r.exercise for r, _ in results}
+    exported = EXPORTERS[args.format](
+        results,
+        Path(args.out or default_out),
+        secrets=project_secrets(project.autograder, exercises),
+        visible_checks=project_visible_checks(project.autograder, exercises),
+    )
     shown = len(results) - len(exported.left_out)
     where = args.out or default_out
     print(f"exported {shown} results to {len(exported.files)} file(s) under {where}")

@@ -21,7 +21,7 @@ from rich.console import Console
 from deepgrade.batch import batch_settings, run_with_progress
 from deepgrade.classreport import summarise, write_report
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
-from deepgrade.export import export_csv, export_gradescope
+from deepgrade.export import export_csv, export_gradescope, project_visible_checks
 from deepgrade.feedback import exercise_titles, write_pages
 from deepgrade.gradebook import Gradebook
 from deepgrade.hostcheck import current, describe
@@ -80,7 +80,8 @@ def publish(
     submission and a class report per exercise, each path printed."""
     secrets = project_secrets(project.autograder, exercises)
     export_csv(graded, workdir / "grades.csv", secrets=secrets)
-    export_gradescope(graded, workdir / "gradescope", secrets=secrets)
+    visible = project_visible_checks(project.autograder, exercises)
+    export_gradescope(graded, workdir / "gradescope", secrets=secrets, visible_checks=visible)
     console.print(f"gradebook: {workdir / 'gradebook.db'}", highlight=False)
     console.print(f"CSV:       {workdir / 'grades.csv'}", highlight=False)
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}", highlight=False)

@@ -8,6 +8,7 @@ thresholds. Points live beside the checks (pytest markers), so they cannot drift
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class ExerciseSpec:
     # Code that makes hidden inputs from hidden values (arrays from a seed), written once: the
     # checks `import` it, the grade-time cells call it as `_dg_inputs` (grade.gradetime_cells).
     hidden_module: Path | None = None
+    # Checks (ids like "test_architecture::test_layers") whose result a student may see as soon
+    # as they submit; every other check is a hidden check, shown once grades are published.
+    visible_checks: frozenset[str] = frozenset()
 
     def profile(self, name: str) -> ProfileSpec:
         try:
@@ -188,7 +192,17 @@ def load_spec(directory: Path) -> ExerciseSpec:
     gradetime_path = directory / gradetime if gradetime else None
     if gradetime_path is not None and not gradetime_path.is_file():
         raise InputError(path, f"gradetime_cells file {gradetime!r} does not exist")
+    visible = raw.get("visible_checks", [])
+    if not isinstance(visible, list) or not all(
+        isinstance(c, str) and re.fullmatch(r"test_\w+::test_\w+", c) for c in visible
+    ):
+        raise InputError(
+            path,
+            'visible_checks must list check ids like "test_architecture::test_layers", '
+            f"got {visible!r}",
+        )
     return ExerciseSpec(
+        visible_checks=frozenset(visible),
         hidden_module=_hidden_module(raw.get("hidden_module"), directory, path),
         name=name,
         title=_require(raw, "title", str, path, "top level"),

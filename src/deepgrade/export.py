@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult, Verdict
+from deepgrade.verdicts import explain
 
 Graded = tuple[SubmissionResult, str]  # a result and when it was graded (ISO 8601)
 
@@ -38,6 +39,7 @@ class Exporter(Protocol):
         out: Path,
         *,
         secrets: Mapping[str, Secrets] | None = None,
+        visible_checks: Mapping[str, frozenset[str]] | None = None,
     ) -> Exported: ...
 
 
@@ -75,7 +77,11 @@ CSV_COLUMNS = (
 
 
 def export_csv(
-    results: Sequence[Graded], out: Path, *, secrets: Mapping[str, Secrets] | None = None
+    results: Sequence[Graded],
+    out: Path,
+    *,
+    secrets: Mapping[str, Secrets] | None = None,
+    visible_checks: Mapping[str, frozenset[str]] | None = None,  # no checks in a CSV row
 ) -> Exported:
     """One row per student and exercise: what an LMS gradebook import expects (a grader
     error's row has empty points, so no import can mistake it for a zero)."""
@@ -105,14 +111,23 @@ def export_csv(
 
 
 def gradescope_results(
-    result: SubmissionResult, secrets: Secrets | None = None
+    result: SubmissionResult,
+    secrets: Secrets | None = None,
+    visible_checks: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
-    """Gradescope's autograder results.json for one submission (tests with name and score)."""
+    """Gradescope's autograder results.json for one submission (tests with name and score).
+
+    The verdict in plain words is visible at once; each hidden check (all but the spec's
+    `visible_checks`) is `after_published`, so the class sees those results together when the
+    instructor publishes grades. Messages are plain text (`output_format`), never HTML."""
     result = withhold(result, secrets)
+    happened, todo = explain(result.verdict)
+    headline = f"{result.verdict}: {result.detail}" if result.detail else str(result.verdict)
     return {
         "score": result.points,
         "execution_time": round(result.stage1_seconds + result.stage2_seconds, 1),
-        "output": f"{result.verdict}: {result.detail}" if result.detail else str(result.verdict),
+        "output": f"{headline}\n{happened}\nWhat to do: {todo}",
+        "output_format": "text",
         "visibility": "visible",
         "tests": [
             {
@@ -122,6 +137,10 @@ def gradescope_results(
                 "max_score": check.max_points,
                 "status": "passed" if check.passed else "failed",
                 "output": check.message,
+                "output_format": "text",
+                "visibility": (
+                    "visible" if check.check_id in visible_checks else "after_published"
+                ),
             }
             for check in result.checks
         ],
@@ -129,7 +148,11 @@ def gradescope_results(
 
 
 def export_gradescope(
-    results: Sequence[Graded], out: Path, *, secrets: Mapping[str, Secrets] | None = None
+    results: Sequence[Graded],
+    out: Path,
+    *,
+    secrets: Mapping[str, Secrets] | None = None,
+    visible_checks: Mapping[str, frozenset[str]] | None = None,
 ) -> Exported:
     """`out/<exercise>/<student>/results.json`, one per graded submission; grader errors are
     left out (Gradescope would show a score), and listed."""
@@ -140,9 +163,25 @@ def export_gradescope(
             continue
         path = out / result.exercise / result.student / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(gradescope_results(result), indent=2) + "\n", encoding="utf-8")
+        shown = (visible_checks or {}).get(result.exercise, frozenset())
+        data = gradescope_results(result, visible_checks=shown)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     return Exported(written, left_out)
+
+
+def project_visible_checks(autograder: Path, exercises: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Each exercise's `visible_checks` (an exercise that no longer loads: none visible)."""
+    from deepgrade.errors import InputError
+    from deepgrade.exercise import load_exercise
+
+    found: dict[str, frozenset[str]] = {}
+    for name in sorted(set(exercises)):
+        try:
+            found[name] = load_exercise(autograder, name).visible_checks
+        except InputError:
+            continue
+    return found
 
 
 EXPORTERS: dict[str, Exporter] = {"csv": export_csv, "gradescope": export_gradescope}

@@ -96,6 +96,15 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         'hidden_module = "hidden_inputs.py"',
     ),
     SpecKey(
+        "visible_checks",
+        TOP,
+        False,
+        "[] (every check hidden until grades are published)",
+        "checks whose result a student sees on submitting (Gradescope `visible`); the others "
+        "are `after_published`",
+        'visible_checks = ["test_architecture::test_layers"]',
+    ),
+    SpecKey(
         "hidden",
         TOP,
         False,
