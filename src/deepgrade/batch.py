@@ -201,17 +201,71 @@ class Outdated:
     stuck: list[str]
 
 
+def _still_there(result: SubmissionResult) -> tuple[Submission | None, str]:
+    """The stored result's submission if its file is still there unchanged, else why not."""
+    path = Path(result.source_path)
+    submission = Submission(result.student, path)
+    if not path.is_file():
+        return None, f"{result.student}: {path} is gone; its old result stays"
+    if submission.content_hash != result.content_hash:
+        return None, f"{result.student}: {path} changed since; grade the folder again"
+    return submission, ""
+
+
+def regrade_borderline(
+    project: Project,
+    *,
+    exercise: str,
+    profile: str,
+    gradebook_path: Path | None,
+    unsafe: bool,
+    workdir: Path | None = None,
+    allow_unlimited: bool = False,
+) -> int:
+    """Run every latest result of `exercise` in its profile's borderline band again with the
+    profile's other seeds; the median run decides and every run is stored with it."""
+    from deepgrade.borderline import in_band, rerun
+    from deepgrade.grade import grade_submission
+    from deepgrade.runner import require_sandbox
+
+    console = Console()
+    runs = workdir or project.root / ".deepgrade" / "runs"
+    settings = batch_settings(
+        project, exercise, profile, runs, unsafe, allow_unlimited=allow_unlimited
+    )
+    require_sandbox(unsafe)  # (batch_settings checked the host's limits)
+    decided: list[SubmissionResult] = []
+    stuck: list[str] = []
+    with Gradebook(gradebook_path or default_gradebook(project)) as book:
+        band = [r for r, _ in book.latest(exercise, profile) if in_band(r, settings)]
+        console.print(f"{len(band)} result(s) of {exercise} ({profile}) in the borderline band")
+        for result in band:
+            submission, why = _still_there(result)
+            if submission is None:
+                stuck.append(why)
+                continue
+            console.print(f"{result.student}: {settings.profile.spec.borderline_runs} more run(s)")
+            final = rerun(submission, settings, result, grade_submission)
+            book.record(final)
+            decided.append(final)
+    for result in decided:
+        runs_said = ", ".join(
+            f"seed {r.seed}: {r.points:g}{' (decides)' if r.decided else ''}" for r in result.reruns
+        )
+        console.print(f"{result.student}: {result.points:g}/{result.max_points:g} [{runs_said}]")
+    for line in stuck:
+        console.print(f"[yellow]not re-graded: {escape(line)}[/]", soft_wrap=True)
+    return EXIT_OK
+
+
 def find_outdated(book: Gradebook, exercise: str, profile: str, current_version: str) -> Outdated:
     again, stuck = [], []
     for result, _ in book.latest(exercise, profile):
         if result.grader_version == current_version:
             continue
-        path = Path(result.source_path)
-        submission = Submission(result.student, path)
-        if not path.is_file():
-            stuck.append(f"{result.student}: {path} is gone; its old result stays")
-        elif submission.content_hash != result.content_hash:
-            stuck.append(f"{result.student}: {path} changed since; grade the folder again")
+        submission, why = _still_there(result)
+        if submission is None:
+            stuck.append(why)
         else:
             again.append(submission)
     return Outdated(again, stuck)

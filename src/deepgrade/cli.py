@@ -113,20 +113,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_regrade(args: argparse.Namespace) -> int:
-    from deepgrade.batch import regrade_outdated
+    from deepgrade.batch import regrade_borderline, regrade_outdated
 
-    if not args.outdated:
-        raise DeepgradeError("say which results to re-grade: --outdated")
-    return regrade_outdated(
-        _project(args),
-        exercise=args.exercise,
-        profile=args.profile,
-        workers=args.workers,
-        gradebook_path=Path(args.gradebook) if args.gradebook else None,
-        unsafe=args.unsafe,
-        workdir=Path(args.workdir) if args.workdir else None,
-        allow_unlimited=args.allow_unlimited,
-    )
+    if args.outdated == args.borderline:
+        raise DeepgradeError("say which results to re-grade: --outdated or --borderline")
+    common = {
+        "exercise": args.exercise,
+        "profile": args.profile,
+        "gradebook_path": Path(args.gradebook) if args.gradebook else None,
+        "unsafe": args.unsafe,
+        "workdir": Path(args.workdir) if args.workdir else None,
+        "allow_unlimited": args.allow_unlimited,
+    }
+    if args.borderline:
+        return regrade_borderline(_project(args), **common)
+    return regrade_outdated(_project(args), workers=args.workers, **common)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -394,9 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     grade.set_defaults(func=cmd_grade)
 
-    regrade = sub.add_parser("regrade", help="re-grade stored results: --outdated")
+    regrade = sub.add_parser("regrade", help="re-grade stored results: --outdated, --borderline")
     regrade.add_argument(
         "--outdated", action="store_true", help="the results an older grader made (checks changed)"
+    )
+    regrade.add_argument(
+        "--borderline",
+        action="store_true",
+        help="results within the profile's borderline margin: K more seeds, the median decides",
     )
     regrade.add_argument("--exercise", required=True)
     regrade.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)

@@ -47,6 +47,8 @@ class ProfileSpec:
     # Per threshold, how close a measurement may come before it is borderline: a loaded CPU or
     # another GPU can put the same notebook either side (the class report marks the band).
     borderline: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    borderline_runs: int = 2  # K: a borderline result is run again with K other seeds
+    borderline_auto: bool = False  # do it while grading (else: `regrade --borderline`)
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,21 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         raise InputError(
             path, f"{where}: borderline names {unknown}, which are not in its thresholds"
         )
+    runs = table.get("borderline_runs", 2)
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 10:
+        raise InputError(path, f"{where}: borderline_runs must be an integer 1 to 10, got {runs!r}")
+    auto = table.get("borderline_auto", False)
+    if not isinstance(auto, bool):
+        raise InputError(path, f"{where}: borderline_auto must be true or false, got {auto!r}")
+    if (borderline or auto) and "SEED" not in parameters:
+        raise InputError(
+            path, f"{where}: borderline re-runs change SEED, which its parameters do not set"
+        )
     return ProfileSpec(
         name=name,
         borderline=MappingProxyType({k: float(v) for k, v in borderline.items()}),
+        borderline_runs=runs,
+        borderline_auto=auto,
         data_sizes=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sizes.items()}),
         parameters=MappingProxyType(dict(parameters)),
         data=data,

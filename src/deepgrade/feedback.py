@@ -75,6 +75,7 @@ def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[s
         "measurements": sorted(result.measurements.items()),
         "short_hash": result.content_hash[:12],
         "slowest": sorted(result.cell_seconds, key=lambda cell: -cell[1])[:SLOWEST_CELLS],
+        "rerun_names": sorted({name for run in result.reruns for name in run.measurements}),
         "curves": [(name, learning_curves(h)) for name, h in sorted(result.histories.items())],
     }
 

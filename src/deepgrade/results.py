@@ -82,6 +82,16 @@ class CheckReport:
 
 
 @dataclass(frozen=True)
+class Rerun:
+    """One run of a borderline submission (see borderline): its seed, points, measurements."""
+
+    seed: int
+    points: float
+    measurements: dict[str, float]
+    decided: bool = False  # the median run, whose checks are the result
+
+
+@dataclass(frozen=True)
 class SubmissionResult:
     """One submission graded end to end: what goes into the gradebook."""
 
@@ -106,6 +116,7 @@ class SubmissionResult:
     cell_seconds: tuple[tuple[int, float], ...] = ()
     traceback: str = ""
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # by file
+    reruns: tuple[Rerun, ...] = ()  # every run of a borderline result, the decided one marked
 
     @property
     def points(self) -> float:
@@ -129,6 +140,7 @@ class SubmissionResult:
         kwargs["verdict"] = Verdict(kwargs["verdict"])
         kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
         kwargs["limits"] = tuple(kwargs.get("limits", ()))
+        kwargs["reruns"] = tuple(Rerun(**run) for run in kwargs.get("reruns", ()))
         kwargs["cell_seconds"] = tuple(
             (int(n), float(t)) for n, t in kwargs.get("cell_seconds", ())
         )

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
+from deepgrade.borderline import rerun
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.gpuslots import plan_slots
 from deepgrade.grade import GradeSettings, grade_submission
@@ -64,7 +65,10 @@ def _grade_safely(
     try:
         if gpu is not None:
             settings = replace(settings, gpu=gpu)
-        return grade_submission(submission, settings)
+        result = grade_submission(submission, settings)
+        if settings.profile.spec.borderline_auto:  # in the band: K more seeds, the median
+            result = rerun(submission, settings, result, grade_submission)
+        return result
     except Exception as exc:  # a grader bug on one submission must not stop the batch
         log.error("grading %s failed:\n%s", submission.path, traceback.format_exc())
         return SubmissionResult(

@@ -173,6 +173,22 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "borderline = { test_accuracy = 0.02 }",
     ),
     SpecKey(
+        "borderline_runs",
+        PROFILE,
+        False,
+        "2",
+        "K: a borderline result is run again with K other seeds and decided by the median",
+        "borderline_runs = 2",
+    ),
+    SpecKey(
+        "borderline_auto",
+        PROFILE,
+        False,
+        "false",
+        "re-run borderline results while grading (else `deepgrade regrade --borderline`)",
+        "borderline_auto = true",
+    ),
+    SpecKey(
         "gpus", PROFILE, False, "0", "fraction of a GPU one grading worker needs", "gpus = 0.25"
     ),
     SpecKey(
