@@ -148,6 +148,7 @@ def test_a_bad_borderline_names_the_spec(borderline: dict, problem: str) -> None
         "notebook_timeout_s": 600,
         "memory_mb": 1024,
         "artifact_cap_mb": 8,
+        "parameters": {"SEED": 0},
         "thresholds": {"test_accuracy": 0.8},
         "borderline": borderline,
     }

@@ -105,6 +105,7 @@ def test_each_sample_loses_exactly_its_points(graded: dict) -> None:
             c["max_points"] for c in result["checks"] if c["check_id"] in sample.expect_failed
         )
         assert (name, result["verdict"]) == (name, sample.expect_verdict), result["detail"]
+        assert (name, len(result["reruns"]) or 1) == (name, sample.expect_runs)
         assert (name, failed) == (name, sorted(sample.expect_failed))
         assert result["points"] == full - lost
         assert lost == expected_lost > 0 or sample.expect_failed == ()

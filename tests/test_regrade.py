@@ -95,3 +95,38 @@ def test_changing_one_check_regrades_exactly_that_exercise(
     assert after["signs_cnn"] != before["signs_cnn"]
     code, said = run(capsys, course, "regrade", "--outdated", "--exercise", "signs_cnn", *common)
     assert "0 result(s) of signs_cnn" in said  # nothing outdated any more
+
+
+@pytest.mark.slow
+def test_regrade_borderline_runs_the_band_again_and_the_median_decides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bwrap: object
+) -> None:
+    """signs_cnn's borderline_training sample, with the re-runs left to `regrade --borderline`."""
+    pytest.importorskip("keras")
+    from deepgrade.samples import apply_edits, load_samples
+
+    course = course_copy(tmp_path, ("signs_cnn",))
+    spec = course / "autograder" / "signs_cnn" / "spec.toml"
+    assert "borderline_auto = true" in spec.read_text()
+    spec.write_text(spec.read_text().replace("borderline_auto = true", "borderline_auto = false"))
+    (sample,) = [s for s in load_samples(spec.parent) if s.name == "borderline_training"]
+    folder = tmp_path / "subs"
+    apply_edits(course / "solutions" / "signs_cnn" / "signs_cnn.ipynb", sample, folder / "bo.ipynb")
+    common = ("--gradebook", str(tmp_path / "gb.db"), "--workdir", str(tmp_path / "runs"))
+    code, said = run(capsys, course, "grade", str(folder), "--exercise", "signs_cnn", *common)
+    assert code == 0, said
+    with Gradebook(tmp_path / "gb.db") as book:
+        ((first, _),) = book.latest()
+    assert not first.reruns and 0.83 <= first.measurements["test_accuracy"] <= 0.87
+
+    code, said = run(capsys, course, "regrade", "--borderline", "--exercise", "signs_cnn", *common)
+    assert code == 0 and "1 result(s) of signs_cnn (smoke) in the borderline band" in said
+    with Gradebook(tmp_path / "gb.db") as book:
+        ((final, _),) = book.latest()
+    assert len(final.reruns) == 3 and sum(r.decided for r in final.reruns) == 1
+    values = sorted(r.measurements["test_accuracy"] for r in final.reruns)
+    assert final.measurements["test_accuracy"] == values[1]  # the median run's checks count
+    failed = sorted(c.check_id for c in final.checks if not c.passed)
+    assert failed == sorted(sample.expect_failed)
+    code, said = run(capsys, course, "regrade", "--borderline", "--exercise", "signs_cnn", *common)
+    assert "0 result(s)" in said  # decided once: not run again

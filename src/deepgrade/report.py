@@ -34,7 +34,8 @@ def lost_summary(result: SubmissionResult, shown: int = 3) -> str:
 def verdict_label(result: SubmissionResult) -> str:
     match = _CELL.search(result.detail)
     where = f" (cell {match.group(1)})" if match and result.verdict is not Verdict.GRADED else ""
-    return f"{result.verdict}{where}"
+    runs = f", median of {len(result.reruns)} runs" if result.reruns else ""
+    return f"{result.verdict}{where}{runs}"
 
 
 def results_table(results: Sequence[SubmissionResult], title: str) -> Table:

@@ -34,6 +34,7 @@ class Sample:
     expect_verdict: str
     expect_failed: tuple[str, ...]  # check ids (as in results), exactly the ones that fail
     demo: bool = True  # graded by `deepgrade demo` (slow samples such as timeouts opt out)
+    expect_runs: int = 1  # a borderline sample is run 1 + borderline_runs times (median decides)
 
 
 def read_samples_file(exercise_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -61,6 +62,7 @@ def load_samples(exercise_dir: Path) -> list[Sample]:
                     expect_verdict=entry.get("expect_verdict", "graded"),
                     expect_failed=tuple(entry.get("expect_failed", ())),
                     demo=entry.get("demo", True),
+                    expect_runs=entry.get("expect_runs", 1),
                 )
             )
         except (KeyError, TypeError) as exc:
