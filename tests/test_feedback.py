@@ -134,3 +134,11 @@ def test_the_command_names_a_missing_gradebook(
     missing = tmp_path / "none.db"
     code = main(["--root", str(ROOT), "feedback", "--gradebook", str(missing)])
     assert code == 2 and str(missing) in capsys.readouterr().err
+
+
+def test_the_page_shows_peak_memory_where_known() -> None:
+    import dataclasses
+
+    page = text_of(render_page(dataclasses.replace(graded(), peak_memory_mb=812.4), WHEN, "T"))
+    assert "peak memory of your notebook 812 MiB" in page
+    assert "peak memory" not in text_of(render_page(graded(), WHEN, "T"))

@@ -151,3 +151,37 @@ def test_concurrent_runs_from_threads(tmp_path: Path) -> None:
         outcomes = list(pool.map(one, range(8)))
     assert [o.returncode for o in outcomes] == [0] * 8
     assert not any(o.timed_out or o.oom_killed for o in outcomes)
+
+
+@pytest.mark.parametrize(
+    ("version", "files", "expected"),
+    [
+        (2, {"unified/memory.peak": "104857600\n"}, 100.0),  # cgroup v2, Linux 5.19+
+        (2, {}, None),  # older v2 kernels do not count a peak
+        (1, {"memory/memory.max_usage_in_bytes": "52428800\n"}, 50.0),
+        (1, {"memory/memory.max_usage_in_bytes": "garbage"}, None),
+    ],
+)
+def test_peak_memory_from_fake_cgroup_trees(
+    tmp_path: Path, version: int, files: dict[str, str], expected: float | None
+) -> None:
+    from deepgrade.limits import _Cgroup
+
+    dirs = {"unified": tmp_path / "unified"} if version == 2 else {"memory": tmp_path / "memory"}
+    for folder in dirs.values():
+        folder.mkdir()
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert _Cgroup(version, dirs, ()).peak_memory_mb() == expected
+
+
+def test_a_limited_run_reports_its_peak_memory_where_the_host_counts_it(tmp_path: Path) -> None:
+    host = hostcheck.current()
+    if host.memory not in (hostcheck.MEMORY_CGROUP_V1, hostcheck.MEMORY_CGROUP_V2):
+        pytest.skip(f"this host limits memory without a cgroup ({host.memory}): no peak")
+    code = "x = bytearray(80 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])"
+    outcome, log = _run(tmp_path, code, memory_mb=512)
+    assert outcome.returncode == 0, log
+    if host.memory == hostcheck.MEMORY_CGROUP_V2 and outcome.peak_memory_mb is None:
+        pytest.skip("cgroup v2 before Linux 5.19 has no memory.peak")
+    assert outcome.peak_memory_mb is not None and outcome.peak_memory_mb >= 80

@@ -407,5 +407,6 @@ def execute_notebook(
         sandboxed=not unsafe,
         log_tail=log_tail,
         cpu_seconds=outcome.cpu_seconds,
+        peak_memory_mb=outcome.peak_memory_mb,
         cell_usage=cell_usage(status),
     )

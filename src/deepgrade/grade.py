@@ -318,6 +318,7 @@ def grade_submission(
         stage2_seconds=round(stage2_seconds, 2),
         limits=stage1.limits,
         measurements=report.measurements,
+        peak_memory_mb=stage1.peak_memory_mb,
         cell_seconds=run_log.cell_seconds,
         traceback=run_log.traceback,
         histories=read_histories(stage1.artifacts_dir, settings.spec.artifacts),

@@ -44,6 +44,7 @@ class ProcessOutcome:
     seconds: float
     limits: tuple[str, ...]
     cpu_seconds: float | None = None  # the tree's CPU time from its cgroup; None: unmeasured
+    peak_memory_mb: float | None = None  # the tree's peak memory from its cgroup; None: unknown
 
 
 def _write(path: Path, value: str) -> bool:
@@ -267,6 +268,20 @@ class _Cgroup:
             return None
         return None
 
+    def peak_memory_mb(self) -> float | None:
+        """The members' peak memory (cgroup v2 memory.peak, Linux 5.19+; v1
+        memory.max_usage_in_bytes), None where the host does not count it."""
+        if self.version == 2:
+            found = self.dirs["unified"] / "memory.peak"
+        elif "memory" in self.dirs:
+            found = self.dirs["memory"] / "memory.max_usage_in_bytes"
+        else:
+            return None
+        try:
+            return int(found.read_text().split()[0]) / MIB
+        except (OSError, ValueError, IndexError):
+            return None
+
     def remove(self) -> None:
         for directory in self.dirs.values():
             _remove(directory)
@@ -408,10 +423,11 @@ def run_limited(
             returncode = proc.wait()
         seconds = time.monotonic() - start
     finally:
-        oom, cpu = False, None
+        oom, cpu, peak = False, None, None
         if cgroup is not None:
             cgroup.kill_all()
             oom = cgroup.oom_kills() > 0
             cpu = cgroup.cpu_seconds()
+            peak = cgroup.peak_memory_mb()
             cgroup.remove()
-    return ProcessOutcome(returncode, timed_out, oom, seconds, tuple(limits), cpu)
+    return ProcessOutcome(returncode, timed_out, oom, seconds, tuple(limits), cpu, peak)

@@ -45,6 +45,7 @@ class ExecutionResult:
     sandboxed: bool = True
     log_tail: str = ""  # last lines of the run's stderr, for the instructor only
     cpu_seconds: float | None = None  # the run's CPU time, where the host can measure it
+    peak_memory_mb: float | None = None  # the run's peak memory, where the host counts it
     rerun: str = ""  # why stage 1 ran a second time (a timeout on a loaded host); "" if once
     # Measured by the in-sandbox runner, outside the kernel: {cell name: {cpu_s, wall_s, nonce}}
     cell_usage: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -117,6 +118,7 @@ class SubmissionResult:
     traceback: str = ""
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # by file
     reruns: tuple[Rerun, ...] = ()  # every run of a borderline result, the decided one marked
+    peak_memory_mb: float | None = None  # stage 1's peak memory, where the host counts it
 
     @property
     def points(self) -> float:
