@@ -111,7 +111,6 @@ def test_the_page_shows_every_run() -> None:
     [
         ({"borderline_runs": 0}, "borderline_runs"),
         ({"borderline_auto": "yes"}, "borderline_auto"),
-        ({"borderline_auto": True, "parameters": {"EPOCHS": 1}}, "SEED"),
     ],
 )
 def test_bad_borderline_settings_name_the_spec(extra: dict, problem: str) -> None:

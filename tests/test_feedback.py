@@ -142,3 +142,21 @@ def test_the_page_shows_peak_memory_where_known() -> None:
     page = text_of(render_page(dataclasses.replace(graded(), peak_memory_mb=812.4), WHEN, "T"))
     assert "peak memory of your notebook 812 MiB" in page
     assert "peak memory" not in text_of(render_page(graded(), WHEN, "T"))
+
+
+def test_thresholds_show_beside_their_measurement_unless_the_spec_hides_them(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from deepgrade.feedback import shown_thresholds
+
+    page = text_of(render_page(graded(), WHEN, "T", thresholds={"test_accuracy": 0.85}))
+    assert "test_accuracy 0.8125 0.85" in page
+    autograder = tmp_path / "autograder"
+    shutil.copytree(ROOT / "autograder" / "signs_cnn", autograder / "signs_cnn")
+    shown = shown_thresholds(autograder, ["signs_cnn"])
+    assert shown[("signs_cnn", "smoke")]["test_accuracy"] > 0
+    spec = autograder / "signs_cnn" / "spec.toml"
+    spec.write_text("show_thresholds = false\n" + spec.read_text())
+    assert shown_thresholds(autograder, ["signs_cnn"]) == {}

@@ -70,7 +70,7 @@ def rerun(
     if not names:
         return first
     profile = settings.profile
-    seed = int(profile.parameters["SEED"])
+    seed = int(profile.parameters.get("SEED", 0))  # the notebook's parameters cell has SEED
     runs = [(seed, first)]
     for other in other_seeds(seed, profile.spec.borderline_runs):
         seeded = replace(profile, parameters={**profile.parameters, "SEED": other})

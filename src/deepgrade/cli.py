@@ -161,7 +161,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from deepgrade.batch import default_gradebook
-    from deepgrade.feedback import exercise_titles, write_pages
+    from deepgrade.feedback import exercise_titles, shown_thresholds, write_pages
     from deepgrade.gradebook import Gradebook
     from deepgrade.redact import project_secrets
 
@@ -177,6 +177,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         Path(args.out),
         titles=exercise_titles(project.autograder, exercises),
         secrets=project_secrets(project.autograder, exercises),
+        thresholds=shown_thresholds(project.autograder, exercises),
     )
     for (exercise, student), page in sorted(written.pages.items()):
         print(f"{exercise}/{student}: {page}")

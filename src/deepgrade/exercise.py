@@ -77,6 +77,9 @@ class ExerciseSpec:
     # Checks (ids like "test_architecture::test_layers") whose result a student may see as soon
     # as they submit; every other check is a hidden check, shown once grades are published.
     visible_checks: frozenset[str] = frozenset()
+    # Whether feedback pages show each measurement's threshold (the checks' messages name it
+    # when a student falls below it); false keeps thresholds off the pages.
+    show_thresholds: bool = True
 
     def profile(self, name: str) -> ProfileSpec:
         try:
@@ -149,10 +152,6 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
     auto = table.get("borderline_auto", False)
     if not isinstance(auto, bool):
         raise InputError(path, f"{where}: borderline_auto must be true or false, got {auto!r}")
-    if (borderline or auto) and "SEED" not in parameters:
-        raise InputError(
-            path, f"{where}: borderline re-runs change SEED, which its parameters do not set"
-        )
     return ProfileSpec(
         name=name,
         borderline=MappingProxyType({k: float(v) for k, v in borderline.items()}),
@@ -215,7 +214,11 @@ def load_spec(directory: Path) -> ExerciseSpec:
             'visible_checks must list check ids like "test_architecture::test_layers", '
             f"got {visible!r}",
         )
+    show = raw.get("show_thresholds", True)
+    if not isinstance(show, bool):
+        raise InputError(path, f"show_thresholds must be true or false, got {show!r}")
     return ExerciseSpec(
+        show_thresholds=show,
         visible_checks=frozenset(visible),
         hidden_module=_hidden_module(raw.get("hidden_module"), directory, path),
         name=name,

@@ -22,6 +22,7 @@ from deepgrade.results import SubmissionResult
 from deepgrade.verdicts import explain
 
 _TEMPLATES = "templates/feedback"
+Thresholds = dict[tuple[str, str], Mapping[str, float]]  # (exercise, profile) -> thresholds
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 SLOWEST_CELLS = 8
 
@@ -36,6 +37,24 @@ class Written:
 def safe_name(name: str) -> str:
     """`name` as one path component that no name can turn into a path ('../x', '.hidden')."""
     return _UNSAFE_NAME.sub("_", name).strip("._") or "_"
+
+
+def shown_thresholds(autograder: Path, exercises: Iterable[str]) -> Thresholds:
+    """Per (exercise, profile), the thresholds its pages may show (none where the spec says
+    `show_thresholds = false`, or the exercise no longer loads)."""
+    from deepgrade.errors import InputError
+    from deepgrade.exercise import load_exercise
+
+    shown: Thresholds = {}
+    for name in sorted(set(exercises)):
+        try:
+            spec = load_exercise(autograder, name)
+        except InputError:
+            continue
+        if spec.show_thresholds:
+            for profile, settings in spec.profiles.items():
+                shown[(name, profile)] = settings.thresholds
+    return shown
 
 
 def exercise_titles(autograder: Path, exercises: Iterable[str]) -> dict[str, str]:
@@ -62,9 +81,15 @@ def _environment() -> Any:
     )
 
 
-def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[str, Any]:
+def page_context(
+    result: SubmissionResult,
+    graded_at: str,
+    title: str,
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """What the page shows, from a result already passed through redact.withhold."""
     happened, todo = explain(result.verdict)
+    limits = thresholds or {}
     return {
         "title": title,
         "result": result,
@@ -72,7 +97,9 @@ def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[s
         "happened": happened,
         "todo": todo,
         "lost": [c for c in result.checks if not c.passed],
-        "measurements": sorted(result.measurements.items()),
+        "measurements": [
+            (name, value, limits.get(name)) for name, value in sorted(result.measurements.items())
+        ],
         "short_hash": result.content_hash[:12],
         "slowest": sorted(result.cell_seconds, key=lambda cell: -cell[1])[:SLOWEST_CELLS],
         "rerun_names": sorted({name for run in result.reruns for name in run.measurements}),
@@ -81,12 +108,16 @@ def page_context(result: SubmissionResult, graded_at: str, title: str) -> dict[s
 
 
 def render_page(
-    result: SubmissionResult, graded_at: str, title: str, secrets: Secrets | None = None
+    result: SubmissionResult,
+    graded_at: str,
+    title: str,
+    secrets: Secrets | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> str:
     """One submission's feedback page as HTML text."""
     visible = withhold(result, secrets)
     template = _environment().get_template("page.html.j2")
-    return str(template.render(**page_context(visible, graded_at, title)))
+    return str(template.render(**page_context(visible, graded_at, title, thresholds)))
 
 
 def write_pages(
@@ -95,13 +126,15 @@ def write_pages(
     *,
     titles: Mapping[str, str],
     secrets: Mapping[str, Secrets] | None = None,
+    thresholds: Thresholds | None = None,
 ) -> Written:
     """`out/<exercise>/<student>.html` for every result; returns where each page went."""
     found = secrets or {}
     pages: dict[tuple[str, str], Path] = {}
     for result, graded_at in results:
         title = titles.get(result.exercise, result.exercise)
-        html = render_page(result, graded_at, title, found.get(result.exercise))
+        limits = (thresholds or {}).get((result.exercise, result.profile))
+        html = render_page(result, graded_at, title, found.get(result.exercise), limits)
         path = out / safe_name(result.exercise) / f"{safe_name(result.student)}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html, encoding="utf-8")

@@ -105,6 +105,14 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         'visible_checks = ["test_architecture::test_layers"]',
     ),
     SpecKey(
+        "show_thresholds",
+        TOP,
+        False,
+        "true",
+        "feedback pages show each measurement's threshold beside it",
+        "show_thresholds = false",
+    ),
+    SpecKey(
         "hidden",
         TOP,
         False,
