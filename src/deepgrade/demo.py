@@ -108,6 +108,14 @@ def publish(
         )
         page = write_report(summary, workdir / "reports")[0]
         console.print(f"class report: {page}", highlight=False)
+    versions = sorted({(r.exercise, r.grader_version) for r, _ in graded})
+    console.print(
+        "graders: "
+        + ", ".join(f"{exercise} {version[:8]}" for exercise, version in versions)
+        + " (a result keeps its grader's version: after a check changes, "
+        "`deepgrade regrade --outdated` re-grades exactly the results an older one made)",
+        highlight=False,
+    )
 
 
 def run_demo(
