@@ -88,6 +88,9 @@ def graded(
 
 def test_reference_solution_gets_full_marks(graded: dict) -> None:
     result = graded["results"]["reference"]
+    spec = load_exercise(PROJECT.autograder, graded["exercise"])
+    uses_model = any("model: Any" in p.read_text() for p in spec.directory.glob("test_*.py"))
+    assert bool(result["model_summary"]) == uses_model  # stage 2's table of model.keras
     failed = [(c["check_id"], c["message"]) for c in result["checks"] if not c["passed"]]
     assert failed == []
     assert result["verdict"] == "graded"

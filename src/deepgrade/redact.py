@@ -191,4 +191,10 @@ def withhold(result: SubmissionResult, secrets: Secrets | None) -> SubmissionRes
     traceback = (
         visible(result.traceback, secrets, MAX_TRACEBACK, indented=True) if result.traceback else ""
     )
-    return dataclasses.replace(result, detail=detail, checks=checks, traceback=traceback)
+    summary = tuple(
+        (visible(name, secrets, 80, one_line=True), kind, shape, params)
+        for name, kind, shape, params in result.model_summary
+    )
+    return dataclasses.replace(
+        result, detail=detail, checks=checks, traceback=traceback, model_summary=summary
+    )

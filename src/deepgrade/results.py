@@ -72,6 +72,8 @@ class CheckReport:
     error: str | None = None  # set when the checks could not run or finish
     verdict: Verdict | None = None  # with `error`: whose fault (None: the grader's)
     measurements: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy
+    # model.keras's layers (name, type, output shape, parameters), for the feedback page
+    model_summary: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def points(self) -> float:
@@ -119,6 +121,7 @@ class SubmissionResult:
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # by file
     reruns: tuple[Rerun, ...] = ()  # every run of a borderline result, the decided one marked
     peak_memory_mb: float | None = None  # stage 1's peak memory, where the host counts it
+    model_summary: tuple[tuple[str, str, str, int], ...] = ()  # stage 2's table of model.keras
 
     @property
     def points(self) -> float:
@@ -143,6 +146,9 @@ class SubmissionResult:
         kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
         kwargs["limits"] = tuple(kwargs.get("limits", ()))
         kwargs["reruns"] = tuple(Rerun(**run) for run in kwargs.get("reruns", ()))
+        kwargs["model_summary"] = tuple(
+            (str(a), str(b), str(c), int(d)) for a, b, c, d in kwargs.get("model_summary", ())
+        )
         kwargs["cell_seconds"] = tuple(
             (int(n), float(t)) for n, t in kwargs.get("cell_seconds", ())
         )

@@ -25,7 +25,15 @@ from typing import Any, NoReturn
 import pytest
 
 from deepgrade.checks.expect import fail as _fail
-from deepgrade.checks.snapshots import MAX_MESSAGE, NOT_RUN, encode_snapshot, write_all
+from deepgrade.checks.snapshots import (
+    MAX_MESSAGE,
+    MAX_SUMMARY_ROWS,
+    MAX_SUMMARY_TEXT,
+    NOT_RUN,
+    SummaryRow,
+    encode_snapshot,
+    write_all,
+)
 from deepgrade.errors import InputError
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.profiles import GradingProfile
@@ -156,6 +164,7 @@ class _Recorder:
         self.checks: dict[str, _Check] = {}  # by nodeid, in collection order
         self.errors: list[str] = []
         self.measurements: dict[str, float] = {}
+        self.summary: list[SummaryRow] = []  # model.keras's layers, once it is loaded
 
     def write(self, *, complete: bool) -> None:
         """One snapshot of every check on the channel (the host keeps the last whole one)."""
@@ -175,7 +184,12 @@ class _Recorder:
         error = "; ".join(self.errors) or None
         done = [c.done for c in self.checks.values()]
         line = encode_snapshot(
-            checks, done, error=error, complete=complete, measurements=self.measurements
+            checks,
+            done,
+            error=error,
+            complete=complete,
+            measurements=self.measurements,
+            summary=self.summary,
         )
         write_all(self.channel, line)
 
@@ -401,9 +415,32 @@ def measure(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
 
 
 @pytest.fixture(scope="session")
-def model(load_model: Callable[[str], Any]) -> Any:
-    """model.keras, the network the notebook trained: validated, then loaded uncompiled."""
-    return load_model("model.keras")
+def model(load_model: Callable[[str], Any], pytestconfig: pytest.Config) -> Any:
+    """model.keras, the network the notebook trained: validated, then loaded uncompiled.
+    Its layer table goes back with the results, for the student's feedback page."""
+    loaded = load_model("model.keras")
+    recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
+    if isinstance(recorder, _Recorder) and not recorder.summary:
+        recorder.summary = summary_rows(loaded)
+    return loaded
+
+
+def summary_rows(model: Any) -> list[SummaryRow]:
+    """(layer, type, output shape, parameters) of each flat layer, bounded for the channel."""
+    from deepgrade.checks.layers import layer_table
+
+    def shape(value: tuple[int | None, ...] | None) -> str:
+        return "?" if value is None else "(" + ", ".join(map(str, value)) + ")"
+
+    return [
+        (
+            row.name[:MAX_SUMMARY_TEXT],
+            row.kind[:MAX_SUMMARY_TEXT],
+            shape(row.output_shape)[:MAX_SUMMARY_TEXT],
+            row.params,
+        )
+        for row in layer_table(model)[:MAX_SUMMARY_ROWS]
+    ]
 
 
 @pytest.fixture(scope="session")

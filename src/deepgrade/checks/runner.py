@@ -292,10 +292,10 @@ def _report(
         )
         return CheckReport(rejected, seconds, detail, Verdict.RESULTS_REJECTED)
     if not verified.unfinished:
-        return CheckReport(verified.checks, seconds, None, None, last.measurements)
+        return CheckReport(verified.checks, seconds, None, None, last.measurements, last.summary)
     verdict, reason = _stop(outcome, timeout_s, memory_mb)
     checks, detail = _stopped_report(verified.checks, verified.unfinished, verdict, reason)
-    return CheckReport(checks, seconds, detail, verdict, last.measurements)
+    return CheckReport(checks, seconds, detail, verdict, last.measurements, last.summary)
 
 
 def run_checks(

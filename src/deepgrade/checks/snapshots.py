@@ -9,7 +9,8 @@ descriptor (a pipe the host reads): first right after collection, then after eac
 at the end, so a crash keeps what finished. Each line is a whole snapshot:
     {"version": 2, "complete": bool, "error": str | null,
      "checks": [{"check_id", "title", "points", "max_points", "passed", "message", "done"}],
-     "measurements": {name: number}}   # what the checks measured, e.g. the test accuracy
+     "measurements": {name: number},   # what the checks measured, e.g. the test accuracy
+     "summary": [[layer, type, output shape, parameters]]}  # model.keras, for feedback
 Everything in a snapshot is a claim by the check process; the host believes none of it unchecked.
 """
 
@@ -31,6 +32,9 @@ NOT_RUN = "this check did not run: the grader stopped before it"
 MAX_MESSAGE = 600  # a check's message, in characters
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # messages are capped at 600 characters: plenty
 MAX_MEASUREMENTS = 64
+MAX_SUMMARY_ROWS = 300
+MAX_SUMMARY_TEXT = 80
+SummaryRow = tuple[str, str, str, int]  # layer name, layer type, output shape, parameters
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Snapshot:
     complete: bool  # pytest reached the end of the session
     error: str | None  # why the checks could not be collected or run (the grader's words)
     measurements: dict[str, float] = field(default_factory=dict)
+    summary: tuple[SummaryRow, ...] = ()
 
 
 def encode_snapshot(
@@ -51,6 +56,7 @@ def encode_snapshot(
     error: str | None,
     complete: bool,
     measurements: Mapping[str, float] | None = None,
+    summary: Sequence[SummaryRow] = (),
 ) -> bytes:
     """One line (no newline inside: json.dumps escapes them) ending in a newline."""
     data = {
@@ -62,6 +68,7 @@ def encode_snapshot(
             for check, finished in zip(checks, done, strict=True)
         ],
         "measurements": dict(measurements or {}),
+        "summary": [list(row) for row in summary],
     }
     return json.dumps(data, allow_nan=False).encode("utf-8") + b"\n"
 
@@ -136,7 +143,25 @@ def decode_snapshot(line: bytes) -> Snapshot:
         complete=complete,
         error=error,
         measurements=measurements,
+        summary=_summary(data.get("summary", [])),
     )
+
+
+def _summary(raw: Any) -> tuple[SummaryRow, ...]:
+    """The model summary rows: bounded text and a whole, non-negative parameter count each."""
+    if not isinstance(raw, list) or len(raw) > MAX_SUMMARY_ROWS:
+        raise ValueError(f"summary must be a list of at most {MAX_SUMMARY_ROWS} rows")
+    rows = []
+    for row in raw:
+        if not (isinstance(row, list) and len(row) == 4):
+            raise ValueError("a summary row must be [layer, type, output shape, parameters]")
+        *texts, params = row
+        if not all(isinstance(t, str) and len(t) <= MAX_SUMMARY_TEXT for t in texts):
+            raise ValueError(f"a summary row's texts must be at most {MAX_SUMMARY_TEXT} characters")
+        if isinstance(params, bool) or not isinstance(params, int) or params < 0:
+            raise ValueError("a summary row's parameter count must be a whole number")
+        rows.append((texts[0], texts[1], texts[2], params))
+    return tuple(rows)
 
 
 class SnapshotStream:
