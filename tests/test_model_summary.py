@@ -60,3 +60,40 @@ def test_the_page_shows_the_model_and_its_total() -> None:
     rows = (("c", "Conv2D", "(None, 6, 6, 4)", 40), ("out", "Dense", "(None, 2)", 1234))
     page = text_of(render_page(dataclasses.replace(graded(), model_summary=rows), WHEN, "T"))
     assert "c Conv2D (None, 6, 6, 4) 40" in page and "total 1,274" in page
+
+
+def test_a_confusion_matrix_goes_through_the_channel() -> None:
+    confusion = (("cat", "dog"), ((40, 10), (5, 45)))
+    snapshot = decode_snapshot(
+        encode_snapshot([], [], error=None, complete=True, confusion=confusion)
+    )
+    assert snapshot.confusion == confusion
+
+
+@pytest.mark.parametrize(
+    "confusion",
+    [
+        {"labels": ["cat"], "matrix": [[1]]},
+        {"labels": ["cat", "dog"], "matrix": [[1, 2]]},
+        {"labels": ["cat", "dog"], "matrix": [[1, 2], [3]]},
+        {"labels": ["cat", "dog"], "matrix": [[1, -2], [3, 4]]},
+        {"labels": ["cat", "dog"], "matrix": [[1, 2.5], [3, 4]]},
+        {"labels": ["cat", 7], "matrix": [[1, 2], [3, 4]]},
+        [[1, 2], [3, 4]],
+    ],
+)
+def test_a_malformed_confusion_is_refused(confusion: object) -> None:
+    data = json.loads(encode_snapshot([], [], error=None, complete=True))
+    data["confusion"] = confusion
+    with pytest.raises(ValueError, match="confusion"):
+        decode_snapshot(json.dumps(data).encode() + b"\n")
+
+
+def test_the_page_draws_the_confusion_matrix() -> None:
+    from test_feedback import WHEN, graded
+
+    result = dataclasses.replace(graded(), confusion=(("cat", "dog"), ((40, 10), (5, 45))))
+    page = render_page(result, WHEN, "T")
+    assert 'id="confusion"' in page and page.count("data:image/png;base64,") == 1
+    stored = type(result).from_json(json.loads(json.dumps(result.to_json())))
+    assert stored.confusion == result.confusion  # through the gradebook's JSON and back

@@ -112,10 +112,13 @@ def test_test_accuracy(
     split_test: Any,
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
+    confusion: Callable[..., None],
 ) -> None:
     """The trained model tells the grader's test dogs from its test cats"""
+    predicted = np.argmax(probabilities, axis=1)
+    confusion(predicted, split_test[1], ["dog", "cat"])
     expect_accuracy(
-        float(np.mean(np.argmax(probabilities, axis=1) == split_test[1])),
+        float(np.mean(predicted == split_test[1])),
         required=threshold("test_accuracy"),
         measure=measure,
         what="your trained model classifies {accuracy} of the grader's test dogs and cats "

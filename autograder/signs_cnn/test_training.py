@@ -65,8 +65,10 @@ def test_test_accuracy(
     y_test: np.ndarray,
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
+    confusion: Callable[..., None],
 ) -> None:
     """The trained model's accuracy on the grader's test set"""
+    confusion(predicted, y_test, [f"{n} fingers" for n in range(6)])
     accuracy = float(np.mean(predicted == y_test))
     expect_accuracy(accuracy, required=threshold("test_accuracy"), measure=measure)
 

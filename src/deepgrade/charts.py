@@ -35,3 +35,25 @@ def learning_curves(history: Mapping[str, Sequence[float]]) -> str:
         ax.legend(fontsize="small")
     figure.tight_layout()
     return png_data_uri(figure)
+
+
+def confusion_matrix(labels: Sequence[str], counts: Sequence[Sequence[int]]) -> str:
+    """Counts of true (rows) against predicted (columns) classes, each cell labelled."""
+    from matplotlib.figure import Figure
+
+    n = len(labels)
+    size = max(2.6, 0.45 * n + 1.2)
+    figure = Figure(figsize=(size, size))
+    ax = figure.add_subplot()
+    ax.imshow([list(row) for row in counts], cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(n), labels, fontsize="small")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max((max(row) for row in counts), default=0)
+    for i, row in enumerate(counts):
+        for j, value in enumerate(row):
+            colour = "white" if top and value > top / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", fontsize="x-small", color=colour)
+    figure.tight_layout()
+    return png_data_uri(figure)

@@ -320,6 +320,7 @@ def grade_submission(
         measurements=report.measurements,
         peak_memory_mb=stage1.peak_memory_mb,
         model_summary=report.model_summary,
+        confusion=report.confusion,
         cell_seconds=run_log.cell_seconds,
         traceback=run_log.traceback,
         histories=read_histories(stage1.artifacts_dir, settings.spec.artifacts),

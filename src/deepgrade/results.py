@@ -74,6 +74,8 @@ class CheckReport:
     measurements: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy
     # model.keras's layers (name, type, output shape, parameters), for the feedback page
     model_summary: tuple[tuple[str, str, str, int], ...] = ()
+    # (class labels, counts[true][predicted]) of model.keras on the grader's data
+    confusion: tuple[tuple[str, ...], tuple[tuple[int, ...], ...]] | None = None
 
     @property
     def points(self) -> float:
@@ -122,6 +124,7 @@ class SubmissionResult:
     reruns: tuple[Rerun, ...] = ()  # every run of a borderline result, the decided one marked
     peak_memory_mb: float | None = None  # stage 1's peak memory, where the host counts it
     model_summary: tuple[tuple[str, str, str, int], ...] = ()  # stage 2's table of model.keras
+    confusion: tuple[tuple[str, ...], tuple[tuple[int, ...], ...]] | None = None  # stage 2's
 
     @property
     def points(self) -> float:
@@ -146,6 +149,9 @@ class SubmissionResult:
         kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
         kwargs["limits"] = tuple(kwargs.get("limits", ()))
         kwargs["reruns"] = tuple(Rerun(**run) for run in kwargs.get("reruns", ()))
+        if kwargs.get("confusion") is not None:
+            labels, matrix = kwargs["confusion"]
+            kwargs["confusion"] = (tuple(labels), tuple(tuple(row) for row in matrix))
         kwargs["model_summary"] = tuple(
             (str(a), str(b), str(c), int(d)) for a, b, c, d in kwargs.get("model_summary", ())
         )

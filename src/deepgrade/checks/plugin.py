@@ -17,7 +17,7 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,10 +26,12 @@ import pytest
 
 from deepgrade.checks.expect import fail as _fail
 from deepgrade.checks.snapshots import (
+    MAX_CLASSES,
     MAX_MESSAGE,
     MAX_SUMMARY_ROWS,
     MAX_SUMMARY_TEXT,
     NOT_RUN,
+    Confusion,
     SummaryRow,
     encode_snapshot,
     write_all,
@@ -165,6 +167,7 @@ class _Recorder:
         self.errors: list[str] = []
         self.measurements: dict[str, float] = {}
         self.summary: list[SummaryRow] = []  # model.keras's layers, once it is loaded
+        self.confusion: Confusion | None = None  # the first one a check records
 
     def write(self, *, complete: bool) -> None:
         """One snapshot of every check on the channel (the host keeps the last whole one)."""
@@ -190,6 +193,7 @@ class _Recorder:
             complete=complete,
             measurements=self.measurements,
             summary=self.summary,
+            confusion=self.confusion,
         )
         write_all(self.channel, line)
 
@@ -423,6 +427,28 @@ def model(load_model: Callable[[str], Any], pytestconfig: pytest.Config) -> Any:
     if isinstance(recorder, _Recorder) and not recorder.summary:
         recorder.summary = summary_rows(loaded)
     return loaded
+
+
+@pytest.fixture
+def confusion(pytestconfig: pytest.Config) -> Callable[..., None]:
+    """confusion(predicted, expected, labels): record the confusion matrix of the model's
+    predicted classes against the true ones on the grader's data (an aggregate, for the
+    student's feedback page). The first recorded per run is kept; it never changes points."""
+    recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
+
+    def record(predicted: Any, expected: Any, labels: Sequence[str]) -> None:
+        if not isinstance(recorder, _Recorder) or recorder.confusion is not None:
+            return
+        names = tuple(str(label)[:40] for label in labels)[:MAX_CLASSES]
+        n = len(names)
+        counts = [[0] * n for _ in range(n)]
+        for truth, guess in zip(list(expected), list(predicted), strict=True):
+            t, g = int(truth), int(guess)
+            if 0 <= t < n and 0 <= g < n:
+                counts[t][g] += 1
+        recorder.confusion = (names, tuple(tuple(row) for row in counts))
+
+    return record
 
 
 def summary_rows(model: Any) -> list[SummaryRow]:

@@ -292,10 +292,14 @@ def _report(
         )
         return CheckReport(rejected, seconds, detail, Verdict.RESULTS_REJECTED)
     if not verified.unfinished:
-        return CheckReport(verified.checks, seconds, None, None, last.measurements, last.summary)
+        return CheckReport(
+            verified.checks, seconds, None, None, last.measurements, last.summary, last.confusion
+        )
     verdict, reason = _stop(outcome, timeout_s, memory_mb)
     checks, detail = _stopped_report(verified.checks, verified.unfinished, verdict, reason)
-    return CheckReport(checks, seconds, detail, verdict, last.measurements, last.summary)
+    return CheckReport(
+        checks, seconds, detail, verdict, last.measurements, last.summary, last.confusion
+    )
 
 
 def run_checks(

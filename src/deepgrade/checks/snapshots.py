@@ -10,7 +10,8 @@ at the end, so a crash keeps what finished. Each line is a whole snapshot:
     {"version": 2, "complete": bool, "error": str | null,
      "checks": [{"check_id", "title", "points", "max_points", "passed", "message", "done"}],
      "measurements": {name: number},   # what the checks measured, e.g. the test accuracy
-     "summary": [[layer, type, output shape, parameters]]}  # model.keras, for feedback
+     "summary": [[layer, type, output shape, parameters]],  # model.keras, for feedback
+     "confusion": {"labels": [str], "matrix": [[count]]}}   # rows: true class; columns: predicted
 Everything in a snapshot is a claim by the check process; the host believes none of it unchecked.
 """
 
@@ -35,6 +36,8 @@ MAX_MEASUREMENTS = 64
 MAX_SUMMARY_ROWS = 300
 MAX_SUMMARY_TEXT = 80
 SummaryRow = tuple[str, str, str, int]  # layer name, layer type, output shape, parameters
+MAX_CLASSES = 20
+Confusion = tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]  # labels, counts[true][predicted]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Snapshot:
     error: str | None  # why the checks could not be collected or run (the grader's words)
     measurements: dict[str, float] = field(default_factory=dict)
     summary: tuple[SummaryRow, ...] = ()
+    confusion: Confusion | None = None
 
 
 def encode_snapshot(
@@ -57,6 +61,7 @@ def encode_snapshot(
     complete: bool,
     measurements: Mapping[str, float] | None = None,
     summary: Sequence[SummaryRow] = (),
+    confusion: Confusion | None = None,
 ) -> bytes:
     """One line (no newline inside: json.dumps escapes them) ending in a newline."""
     data = {
@@ -69,6 +74,9 @@ def encode_snapshot(
         ],
         "measurements": dict(measurements or {}),
         "summary": [list(row) for row in summary],
+        "confusion": None
+        if confusion is None
+        else {"labels": list(confusion[0]), "matrix": [list(r) for r in confusion[1]]},
     }
     return json.dumps(data, allow_nan=False).encode("utf-8") + b"\n"
 
@@ -144,7 +152,31 @@ def decode_snapshot(line: bytes) -> Snapshot:
         error=error,
         measurements=measurements,
         summary=_summary(data.get("summary", [])),
+        confusion=_confusion(data.get("confusion")),
     )
+
+
+def _confusion(raw: Any) -> Confusion | None:
+    """A square table of whole counts with one short label per class, or None."""
+    if raw is None:
+        return None
+    labels = raw.get("labels") if isinstance(raw, dict) else None
+    matrix = raw.get("matrix") if isinstance(raw, dict) else None
+    if not (isinstance(labels, list) and isinstance(matrix, list)):
+        raise ValueError("confusion must have labels and a matrix")
+    n = len(labels)
+    if not 2 <= n <= MAX_CLASSES or len(matrix) != n:
+        raise ValueError(f"confusion must be square with 2 to {MAX_CLASSES} classes")
+    if not all(isinstance(label, str) and len(label) <= 40 for label in labels):
+        raise ValueError("confusion labels must be short text")
+    rows = []
+    for row in matrix:
+        if not (isinstance(row, list) and len(row) == n):
+            raise ValueError("confusion must be square")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row):
+            raise ValueError("confusion counts must be whole numbers")
+        rows.append(tuple(row))
+    return tuple(labels), tuple(rows)
 
 
 def _summary(raw: Any) -> tuple[SummaryRow, ...]:
