@@ -56,7 +56,7 @@ class Mutant:
 
     @property
     def change(self) -> str:
-        return f"{self.before} -> {self.after}"
+        return f"{self.before} -> {self.after or '(line removed)'}"
 
     @property
     def short(self) -> str:
