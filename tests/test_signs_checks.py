@@ -187,7 +187,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     same.layers[-1].set_weights([kernel, bias])
     same_predicted = np.argmax(same.predict(x_test.astype("float32") / 255, verbose=0), axis=1)
     wrong_answers = dict(
-        good_answers,  # the reference's evaluation: not what this model scores
+        good_answers,
+        evaluation={"train": 1.0, "val": 0.9, "test": 0.9},  # accuracies alone, no loss
         x_train_range=[0.0, 255.0],
         y_train_shape=[960],
         params_per_layer=dict(GOOD_ANSWERS["params_per_layer"], conv2=1152, dense1=73728),
@@ -305,7 +306,9 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
         f"below the required {required:.0%}"
     )
     assert said["test_data_scaled"].startswith("X_train's values go from 0 to 255")
-    assert said["test_evaluation"].startswith("your evaluation of the training set (loss ")
+    assert said["test_evaluation"].startswith(
+        "the evaluation of the training, validation, test set is not [loss, accuracy]"
+    )
     assert "[960, 6]" in said["test_labels_one_hot"]
     assert said["test_params_per_layer"] == (
         "the count for conv2, dense1 is wrong or missing: a Conv2D layer has k*k*c_in*filters"
