@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings(
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC_N = (8, 16, 32, 64, 32, 6)
 N_TRAIN, N_TEST = 1080, 120
-CHECKS = {  # check id -> points: the SIGNS exercise is worth 23
+CHECKS = {  # check id -> points: the SIGNS exercise is worth 25
     "test_activations::test_activation_model_outputs": 2,
     "test_activations::test_expand_dims": 1,
     "test_answers::test_data_scaled": 1,
@@ -44,6 +44,7 @@ CHECKS = {  # check id -> points: the SIGNS exercise is worth 23
     "test_architecture::test_hidden_build_model": 2,
     "test_training::test_optimizer": 1,
     "test_training::test_history": 1,
+    "test_training::test_evaluation": 2,
     "test_training::test_test_accuracy": 3,
     "test_training::test_predictions": 1,
 }
@@ -59,7 +60,6 @@ GOOD_ANSWERS = {
         "dense3": 198,
     },
     "total_params": 82102,
-    "evaluation": {"train": 1.0, "val": 0.9, "test": 0.9},
     "img_tensor_shape": [1, 64, 64, 3],
     "first_activation_shape": [1, 62, 62, 8],
 }
@@ -88,6 +88,14 @@ def compile_adam(keras: Any, model: Any, learning_rate: float = 0.001, loss: str
         metrics=["accuracy"],
     )
     return model
+
+
+def evaluation(keras: Any, model: Any, sets: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """Exercise 4's answer as the locked cell saves it: [loss, accuracy] of each set."""
+    return {
+        name: [float(v) for v in model.evaluate(x, keras.utils.to_categorical(y, 6), verbose=0)]
+        for name, (x, y) in sets.items()
+    }
 
 
 def history(epochs: int) -> dict[str, list[float]]:
@@ -152,9 +160,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     def activations(model: Any, count: int = 6) -> Any:
         return keras.Model(model.inputs, [layer.output for layer in model.layers[:count]])
 
+    train_x = np.zeros((N_TRAIN, 64, 64, 3), dtype=np.float32)
+    train_y = np.arange(N_TRAIN, dtype=np.int64) % 6
+    scaled = x_test.astype("float32") / 255
+    sets = {
+        "train": (train_x[:960], train_y[:960]),
+        "val": (train_x[960:], train_y[960:]),
+        "test": (scaled, predicted),
+    }
+    good_answers = dict(GOOD_ANSWERS, evaluation=evaluation(keras, reference, sets))
     good = write_artifacts(
         root / "good",
-        answers=GOOD_ANSWERS,
+        answers=good_answers,
         hist=history(epochs),
         model=reference,
         predictions=predicted.astype(np.int64),
@@ -170,7 +187,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     same.layers[-1].set_weights([kernel, bias])
     same_predicted = np.argmax(same.predict(x_test.astype("float32") / 255, verbose=0), axis=1)
     wrong_answers = dict(
-        GOOD_ANSWERS,
+        good_answers,
+        evaluation={"train": 1.0, "val": 0.9, "test": 0.9},  # accuracies alone, no loss
         x_train_range=[0.0, 255.0],
         y_train_shape=[960],
         params_per_layer=dict(GOOD_ANSWERS["params_per_layer"], conv2=1152, dense1=73728),
@@ -184,6 +202,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         predictions=same_predicted.astype(np.int64),
         activation_model=activations(same, 3),
         hidden_model=build(keras, PUBLIC_N),  # build_model ignored its arguments
+    )
+
+    # Misscaled: right in everything but Exercise 4, which evaluated X_test divided by 127.5.
+    misscaled_sets = dict(sets, test=(x_test.astype("float32") / 127.5, predicted))
+    misscaled = write_artifacts(
+        root / "misscaled",
+        answers=dict(good_answers, evaluation=evaluation(keras, reference, misscaled_sets)),
+        hist=history(epochs),
+        model=reference,
+        predictions=predicted.astype(np.int64),
+        activation_model=activations(reference),
+        hidden_model=build(keras, hidden_n),
     )
 
     # Refused: a Lambda layer in model.keras; answers, predictions, hidden model missing.
@@ -202,6 +232,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     return {
         "data": [data / "train_signs.h5", data / "test_signs.h5"],
         "good": good,
+        "misscaled": misscaled,
         "wrong": wrong,
         "refused": refused,
         "root": root,
@@ -225,12 +256,12 @@ def messages(report: CheckReport) -> dict[str, str]:
     return {check.check_id.split("::")[1]: check.message for check in report.checks}
 
 
-def test_signs_checks_are_worth_23_points(spec: ExerciseSpec) -> None:
+def test_signs_checks_are_worth_25_points(spec: ExerciseSpec) -> None:
     from deepgrade.checks.runner import static_checks
 
     found = {check.check_id: check.max_points for check in static_checks(spec.directory)}
     assert found == CHECKS
-    assert sum(found.values()) == 23
+    assert sum(found.values()) == 25
 
 
 @pytest.mark.parametrize("unsafe", [True, False], ids=["unsafe", "sandboxed"])
@@ -242,7 +273,7 @@ def test_reference_submission_scores_full_marks(
     failed = {c.check_id: c.message for c in report.checks if not c.passed}
     assert failed == {}
     assert {c.check_id: c.max_points for c in report.checks} == CHECKS
-    assert (report.points, report.max_points) == (23.0, 23.0)
+    assert (report.points, report.max_points) == (25.0, 25.0)
 
 
 def test_wrong_submission_fails_exactly_the_wrong_parts(
@@ -275,6 +306,9 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
         f"below the required {required:.0%}"
     )
     assert said["test_data_scaled"].startswith("X_train's values go from 0 to 255")
+    assert said["test_evaluation"].startswith(
+        "the evaluation of the training, validation, test set is not [loss, accuracy]"
+    )
     assert "[960, 6]" in said["test_labels_one_hot"]
     assert said["test_params_per_layer"] == (
         "the count for conv2, dense1 is wrong or missing: a Conv2D layer has k*k*c_in*filters"
@@ -292,6 +326,19 @@ def test_wrong_submission_fails_exactly_the_wrong_parts(
     )
     # The hidden n-values never show: no digit but n1..n6, Conv2D and how many layers differ.
     assert not re.search(r"\d", re.sub(r"\bn[1-6]\b|Conv2D|layer \d+ |and \d+ more", "", hidden))
+
+
+def test_evaluation_of_misscaled_test_images_loses_only_its_check(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    """X_test / 127.5 leaves the argmax of a ReLU network nearly as it is; the loss shows it."""
+    report = grade(spec, world, "misscaled", unsafe=True)
+    assert report.error is None, report.error
+    failed = {c.check_id.split("::")[1]: c.message for c in report.checks if not c.passed}
+    assert list(failed) == ["test_evaluation"]
+    assert failed["test_evaluation"].startswith("your evaluation of the test set (loss ")
+    assert "divided by 255" in failed["test_evaluation"]
+    assert report.points == 23.0
 
 
 def test_refused_model_and_missing_artifacts_fail_closed(

@@ -1,11 +1,15 @@
 """Exercises 3 to 5: compile, train, evaluate and predict, judged by the grader itself.
 
-The test accuracy is measured here on the grader's copy of the test set; the accuracy the
-notebook printed (answers.json "evaluation") is not trusted for points.
+The test accuracy is measured here on the grader's copy of the test set. The evaluation the
+notebook saved (answers.json "evaluation", Exercise 4) earns its points only where it agrees
+with the grader's own evaluation of model.keras on its copy of the three sets, prepared as the
+notebook asks: that is what shows the validation and test images were scaled and their labels
+one-hot encoded, which nothing else the grader sees depends on.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +24,22 @@ from deepgrade.checks import (
     expect_loss,
     expect_optimizer,
     fail,
+    loss_name,
     predict_or_fail,
 )
 from deepgrade.profiles import GradingProfile
 
 AGREEMENT = 0.98  # GPU vs CPU round-off may flip an argmax between two near-equal classes
+# The same weights on the same images agree to about 1e-6 in float32 (the setup cell turns a
+# GPU's TF32 off); X_val / 127.5 instead of / 255 moved the reference run's validation loss 1.3%.
+LOSS_TOLERANCE = 1e-3
+ACCURACY_TOLERANCE = 0.02  # an argmax between two near-equal classes may flip
+SETS = {"train": "training", "val": "validation", "test": "test"}
+EVALUATE_HINT = (
+    "after training, evaluate model on X_train, Y_train_hot, on X_val, Y_val_hot and on "
+    "X_test, Y_test_hot, with every image array divided by 255 (section 1.2) and every label "
+    "array one-hot encoded (section 1.3)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +86,75 @@ def test_test_accuracy(
     confusion(predicted, y_test, [f"{n} fingers" for n in range(6)])
     accuracy = float(np.mean(predicted == y_test))
     expect_accuracy(accuracy, required=threshold("test_accuracy"), measure=measure)
+
+
+@pytest.fixture(scope="module")
+def evaluated(
+    artifact: Callable[[str], Path], prepared: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, tuple[float | None, float]]:
+    """The grader's own model.evaluate of model.keras on each prepared set: (loss, accuracy),
+    the loss with the student's own loss function (None when it is not a Keras built-in)."""
+    from deepgrade.artifacts import load_model
+
+    path = artifact("model.keras")
+    loss = loss_name(compile_config(path).get("loss"))
+    if loss == "sparse_categorical_crossentropy":  # integer labels: not comparable here
+        loss = None
+    model = load_model(path)  # a copy of its own: compiling it leaves the `model` fixture as it is
+    model.compile(loss=loss or "categorical_crossentropy", metrics=["categorical_accuracy"])
+    results: dict[str, tuple[float | None, float]] = {}
+    for name, (x, y) in prepared.items():
+        try:
+            found = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+        except Exception as exc:  # any Keras error on the grader's well-formed sets
+            fail(f"your saved model could not evaluate 64x64x3 images ({type(exc).__name__})")
+        results[name] = (
+            float(found["loss"]) if loss else None,
+            float(found["categorical_accuracy"]),
+        )
+    return results
+
+
+def _loss_and_accuracy(value: Any) -> tuple[float, float] | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers):
+        return None
+    return float(numbers[0]), float(numbers[1])
+
+
+@pytest.mark.points(2)
+def test_evaluation(
+    answers: dict[str, Any], evaluated: dict[str, tuple[float | None, float]]
+) -> None:
+    """Exercise 4's evaluation agrees with the grader's on the training, validation, test sets"""
+    given = answers["evaluation"]
+    reported = {
+        name: _loss_and_accuracy(given.get(name) if isinstance(given, dict) else None)
+        for name in SETS
+    }
+    unreadable = [SETS[name] for name, pair in reported.items() if pair is None]
+    if unreadable:
+        fail(
+            f"the evaluation of the {', '.join(unreadable)} set is not [loss, accuracy] as "
+            "model.evaluate returns it: compile with metrics=['accuracy'] only, and "
+            f"{EVALUATE_HINT}"
+        )
+    for name, (loss, accuracy) in evaluated.items():
+        pair = reported[name]
+        assert pair is not None  # unreadable ones failed above
+        given_loss, given_accuracy = pair
+        same_loss = loss is None or math.isclose(
+            given_loss, loss, rel_tol=LOSS_TOLERANCE, abs_tol=1e-4
+        )
+        if not same_loss or abs(given_accuracy - accuracy) > ACCURACY_TOLERANCE:
+            measured = "" if loss is None else f"loss {loss:.4f}, "
+            fail(
+                f"your evaluation of the {SETS[name]} set (loss {given_loss:.4f}, accuracy "
+                f"{given_accuracy:.1%}) is not what your saved model scores on the grader's copy "
+                f"of those images ({measured}accuracy {accuracy:.1%}): {EVALUATE_HINT}"
+            )
 
 
 @pytest.mark.points(1)
