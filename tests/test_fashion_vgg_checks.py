@@ -31,6 +31,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 REPO = Path(__file__).resolve().parents[1]
 N_TEST = 60
+N_TRAIN = 20  # the grader's training images here: one step of 100 per epoch
 MAJORITY = 0.95  # the share of the test labels the constant LeNet gets right
 BLOCKS = ((64, 64), (128, 128), (256, 256), (512, 512, 512), (512, 512, 512))
 CHECKS = {  # check id -> points: the exercise is worth 20
@@ -96,12 +97,16 @@ def constant_lenet(keras: Any, label: int) -> Any:
     return lenet
 
 
-def compile_adam(keras: Any, model: Any, optimizer: Any = None) -> Any:
+def compile_adam(keras: Any, model: Any, optimizer: Any = None, *, steps: int = 0) -> Any:
+    """`model` compiled as the notebook does, its optimizer having made `steps` updates (the
+    count fit leaves in the saved file; no test here waits for a fit)."""
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(steps)
     return model
 
 
@@ -166,13 +171,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     root = tmp_path_factory.mktemp("fashion")
     smoke = spec.profile("smoke")
     width, epochs = int(smoke.parameters["WIDTH"]), int(smoke.parameters["EPOCHS"])
+    lenet_epochs = int(smoke.parameters["LENET_EPOCHS"])
     assert smoke.thresholds["lenet_test_accuracy"] <= MAJORITY
 
     rng = np.random.default_rng(0)
     brightness = rng.uniform(0.1, 1.0, size=(N_TEST, 1, 1))
     x_test = (rng.integers(0, 256, size=(N_TEST, 28, 28)) * brightness).astype(np.uint8)
     x_scaled = np.pad(x_test, ((0, 0), (2, 2), (2, 2)))[..., None].astype("float32") / 255
-    reference = compile_adam(keras, build_vgg(keras, width))
+    reference = compile_adam(keras, build_vgg(keras, width), steps=epochs)
     # One class wins on MAJORITY of the images: shift its bias past the others' logits.
     features = keras.Model(reference.inputs, reference.layers[-2].output).predict(
         x_scaled, verbose=0
@@ -194,8 +200,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
 
     data = root / "data"
     data.mkdir()
-    write_idx(data / "train-images-idx3-ubyte.gz", x_test[:20], 2051)
-    write_idx(data / "train-labels-idx1-ubyte.gz", np.arange(20) % 10, 2049)
+    write_idx(data / "train-images-idx3-ubyte.gz", x_test[:N_TRAIN], 2051)
+    write_idx(data / "train-labels-idx1-ubyte.gz", np.arange(N_TRAIN) % 10, 2049)
     write_idx(data / "t10k-images-idx3-ubyte.gz", x_test, 2051)
     write_idx(data / "t10k-labels-idx1-ubyte.gz", predicted, 2049)
 
@@ -204,7 +210,19 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         answers={"vgg_test_accuracy": 1.0, "lenet_test_accuracy": share},
         history=history(epochs),
         model=reference,
-        lenet=compile_adam(keras, constant_lenet(keras, label)),
+        lenet=compile_adam(keras, constant_lenet(keras, label), steps=lenet_epochs),
+        hidden_padded=hidden_padded(spec),
+        hidden_vgg=build_vgg(keras, int(spec.hidden["width"])),
+    )
+    # Trained otherwise: the VGG for 3 x EPOCHS epochs (its history rewritten to EPOCHS), the
+    # LeNet for one epoch too many; everything else is the reference.
+    reference.optimizer.iterations.assign(3 * epochs)
+    retrained = write_artifacts(
+        root / "retrained",
+        answers={"vgg_test_accuracy": 1.0, "lenet_test_accuracy": share},
+        history=history(epochs),
+        model=reference,
+        lenet=compile_adam(keras, constant_lenet(keras, label), steps=lenet_epochs + 1),
         hidden_padded=hidden_padded(spec),
         hidden_vgg=build_vgg(keras, int(spec.hidden["width"])),
     )
@@ -220,8 +238,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         root / "wrong",
         answers={"vgg_test_accuracy": 0.9, "lenet_test_accuracy": 0.91},
         history=history(2),
-        model=compile_adam(keras, wrong_model, keras.optimizers.SGD()),
-        lenet=compile_adam(keras, constant_lenet(keras, label)),
+        model=compile_adam(keras, wrong_model, keras.optimizers.SGD(), steps=2),
+        lenet=compile_adam(keras, constant_lenet(keras, label), steps=lenet_epochs),
         hidden_padded=hidden_padded(spec, top=4, left=4),
         hidden_vgg=build_vgg(keras, width),
     )
@@ -243,6 +261,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "good": good,
         "wrong": wrong,
         "refused": refused,
+        "retrained": retrained,
         "root": root,
         "rare_share": float(np.mean(predicted == rare)),
         "share": share,
@@ -323,7 +342,6 @@ def test_refused_model_and_missing_artifacts_fail_closed(
     assert report.error is None, report.error
     assert passed(report) == [
         "test_padding::test_pad_values",  # the values are right, only the dtype is not
-        "test_training::test_history",
     ]
     said = messages(report)
     refused = (
@@ -331,7 +349,7 @@ def test_refused_model_and_missing_artifacts_fail_closed(
         "layer, which runs code the grader cannot check; build the model from Keras' built-in "
         "layers only)"
     )
-    for check in ("test_conv_layers", "test_test_accuracy", "test_optimizer"):
+    for check in ("test_conv_layers", "test_test_accuracy", "test_optimizer", "test_history"):
         assert said[check] == refused
     assert said["test_pad_shape_and_dtype"].startswith("given uint8 images, pad_images returned")
     assert said["test_lenet_comparison"] == (
@@ -339,6 +357,29 @@ def test_refused_model_and_missing_artifacts_fail_closed(
     )
     assert said["test_hidden_width"].startswith(
         "the grader called build_vgg with another width and got no model back"
+    )
+
+
+def test_training_steps_tell_the_epochs_of_both_networks(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    """The optimizer's step count in each saved model is what EPOCHS (LENET_EPOCHS) epochs of
+    the grader's training images in batches of 100 make; a history rewritten to look right
+    does not hide a VGG trained three times as long."""
+    report = grade(spec, world, "retrained", unsafe=True)
+    assert report.error is None, report.error
+    failed = sorted(set(CHECKS) - set(passed(report)))
+    assert failed == ["test_lenet::test_lenet_comparison", "test_training::test_history"]
+    smoke = spec.profile("smoke").parameters
+    epochs, lenet_epochs = int(smoke["EPOCHS"]), int(smoke["LENET_EPOCHS"])
+    said = messages(report)
+    assert said["test_history"].startswith(
+        f"your VGG's optimizer made {3 * epochs} training steps where {epochs} epochs of the "
+        f"training images in batches of 100 make {epochs}"
+    )
+    assert said["test_lenet_comparison"].startswith(
+        f"your LeNet's optimizer made {lenet_epochs + 1} training steps where LENET_EPOCHS = "
+        f"{lenet_epochs} epochs of the training images in batches of 100 make {lenet_epochs}"
     )
 
 

@@ -2,9 +2,10 @@
 
 The LeNet is saved as lenet.keras: its layers and compile settings must be Exercise 6's, the
 grader measures its accuracy itself, requires a trained network (the profile's
-lenet_test_accuracy threshold, well under the course's 91%) and the accuracy the notebook
-reported to agree with what it measured, so the comparison rests on a real run, not a number
-copied from the course.
+lenet_test_accuracy threshold, well under the course's 91%) trained as Exercise 6 says
+(LENET_EPOCHS epochs in batches of 100, read from the optimizer's step count in lenet.keras)
+and the accuracy the notebook reported to agree with what it measured, so the comparison rests
+on a real run, not a number copied from the course.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from deepgrade.checks import (
     expect_layers,
     expect_loss,
     expect_optimizer,
+    optimizer_steps,
 )
+from deepgrade.profiles import GradingProfile
 
 ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999}  # Adam()'s defaults
 AGREEMENT = 0.02  # the notebook evaluated the same images; GPU vs CPU round-off only
@@ -47,8 +50,10 @@ def test_lenet_comparison(
     accuracy_of: Callable[[str], float],
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
+    profile: GradingProfile,
+    steps_per_epoch: int,
 ) -> None:
-    """Exercise 6's LeNet, trained, its test accuracy reported for the comparison"""
+    """Exercise 6's LeNet, trained LENET_EPOCHS epochs, its test accuracy reported"""
     lenet = load_model("lenet.keras")
     expect_input(lenet, (32, 32, 1), hint="start lenet with keras.Input((32, 32, 1))")
     expect_layers(
@@ -69,6 +74,13 @@ def test_lenet_comparison(
         f"your LeNet classifies {measured:.1%} of the grader's test images correctly, below "
         f"{required:.0%}: train it with lenet.fit(X_train, Y_train_hot, batch_size=100, "
         "epochs=LENET_EPOCHS) before evaluating it"
+    )
+    epochs = int(profile.parameters["LENET_EPOCHS"])
+    steps, expected = optimizer_steps(artifact("lenet.keras")), steps_per_epoch * epochs
+    assert steps == expected, (
+        f"your LeNet's optimizer made {steps or 0} training steps where LENET_EPOCHS = {epochs} "
+        f"epochs of the training images in batches of 100 make {expected}: train it once, "
+        "with lenet.fit(X_train, Y_train_hot, batch_size=100, epochs=LENET_EPOCHS)"
     )
     reported = answers["lenet_test_accuracy"]
     valid = isinstance(reported, int | float) and not isinstance(reported, bool)

@@ -1,7 +1,9 @@
 """Exercises 4 and 5: compile and train the VGG, judged by the grader itself.
 
 The test accuracy is measured here, with the grader's own padding, on its copy of the test
-set; the accuracy the notebook printed (answers.json "vgg_test_accuracy") earns nothing.
+set; the accuracy the notebook printed (answers.json "vgg_test_accuracy") earns nothing. The
+epochs and batch size are read from the optimizer's step count saved in model.keras, beside
+the history the locked cell recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from deepgrade.checks import (
     expect_history,
     expect_loss,
     expect_optimizer,
+    optimizer_steps,
 )
 from deepgrade.profiles import GradingProfile
 
@@ -32,13 +35,25 @@ def test_optimizer(artifact: Callable[[str], Path]) -> None:
 
 
 @pytest.mark.points(1)
-def test_history(history: dict[str, list[float]], profile: GradingProfile) -> None:
-    """Training ran for EPOCHS epochs with the test set as validation data"""
+def test_history(
+    history: dict[str, list[float]],
+    profile: GradingProfile,
+    artifact: Callable[[str], Path],
+    steps_per_epoch: int,
+) -> None:
+    """Training ran once, EPOCHS epochs in batches of 100, with the test set as validation data"""
+    epochs = int(profile.parameters["EPOCHS"])
     expect_history(
         history,
-        epochs=int(profile.parameters["EPOCHS"]),
+        epochs=epochs,
         fit_hint="compile with metrics=['accuracy'] and pass validation_data=(X_test, "
         "Y_test_hot) to model.fit",
+    )
+    steps, expected = optimizer_steps(artifact("model.keras")), steps_per_epoch * epochs
+    assert steps == expected, (
+        f"your VGG's optimizer made {steps or 0} training steps where {epochs} epochs of the "
+        f"training images in batches of 100 make {expected}: train it once, with "
+        "model.fit(X_train, Y_train_hot, batch_size=100, epochs=EPOCHS, ...)"
     )
 
 
