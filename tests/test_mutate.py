@@ -50,6 +50,25 @@ Y = keras.utils.to_categorical(y, 2)
 history = model.fit(X, Y, epochs=EPOCHS)
 """
 
+INFERENCE = """\
+views = [(False, 0, 0), (True, 0, 0),
+    (False, 2, 0),
+]
+names = [("a", 1), ("b", 2, 3)]  # tuples of different lengths: not views
+padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+mean = probabilities.reshape(len(views), n, -1).mean(axis=0)
+best = np.max(probabilities, 1)
+accuracy = np.mean(np.argmax(mean, axis=1) == y)  # no axis: an accuracy, left alone
+shift = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")
+base.trainable = False
+fine_tune_at = 100
+for layer in base.layers[:fine_tune_at]:
+    layer.trainable = False
+for layer in model.layers[3:]:
+    print(layer.name)  # no trainable set here: not a fine-tuning loop
+model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+"""
+
 
 def changes(source: str, operator: str, ctx: mutation_ops.Context = NO_CONTEXT) -> list[str]:
     """The one operator's edits on `source`, each as the changed text `before -> after`."""
@@ -119,6 +138,64 @@ def test_each_operator_finds_its_sites(operator: str, expected: list[str]) -> No
     assert changes(MODEL, operator) == expected
 
 
+@pytest.mark.parametrize(
+    ("operator", "expected"),
+    [
+        (
+            "views",
+            [
+                "(False, 0, 0),  -> ",  # each view dropped in turn, the other lines kept
+                ", (True, 0, 0) -> ",
+                "    (False, 2, 0),\n -> ",
+                "(False, 2, 0) -> (True, 2, 0)",
+                "(False, 2, 0) -> (False, -2, 0)",  # one changed field per column, new views
+            ],
+        ),
+        ("aggregate", ["mean -> max", "mean -> sum", "max -> mean"]),
+        (
+            "pad_mode",
+            [
+                '"edge" -> "constant"',
+                '"edge" -> "reflect"',
+                '"reflect" -> "constant"',
+                '"reflect" -> "nearest"',
+            ],
+        ),
+        ("trainable", ["False -> True", "False -> True"]),
+        ("fine_tune", ["[:fine_tune_at] -> [fine_tune_at:]", "100 -> 90", "100 -> 110"]),
+        ("from_logits", ["True -> False"]),
+        ("loss", ["BinaryCrossentropy -> CategoricalCrossentropy"]),
+    ],
+)
+def test_inference_and_transfer_operators_find_their_sites(
+    operator: str, expected: list[str]
+) -> None:
+    assert changes(INFERENCE, operator) == expected
+
+
+def test_views_mutants_keep_every_other_view() -> None:
+    mutated = [
+        mutation_ops.apply(INFERENCE, edit)
+        for edit in mutation_ops.edits(INFERENCE, NO_CONTEXT, {"v": mutation_ops.op_views})
+    ]
+    views = [ast.literal_eval(m.split("views = ", 1)[1].split("]", 1)[0] + "]") for m in mutated]
+    assert views == [
+        [(True, 0, 0), (False, 2, 0)],
+        [(False, 0, 0), (False, 2, 0)],
+        [(False, 0, 0), (True, 0, 0)],
+        [(False, 0, 0), (True, 0, 0), (True, 2, 0)],
+        [(False, 0, 0), (True, 0, 0), (False, -2, 0)],
+    ]
+    assert all(m.split("]", 1)[1] == INFERENCE.split("]", 1)[1] for m in mutated)
+
+
+def test_fine_tune_moves_a_literal_or_unknown_bound() -> None:
+    literal = "for layer in base.layers[120:]:\n    layer.trainable = True\n"
+    assert changes(literal, "fine_tune") == ["[120:] -> [:120]", "120 -> 108", "120 -> 132"]
+    unknown = "for layer in base.layers[:at]:\n    layer.trainable = False\n"
+    assert changes(unknown, "fine_tune") == ["[:at] -> [at:]", "at -> at - 10", "at -> at + 10"]
+
+
 def test_constant_replaces_a_notebook_parameter_by_its_released_value() -> None:
     ctx = mutation_ops.Context(parameters={"EPOCHS": 8}, released={"EPOCHS": 30}, calls={})
     assert changes(MODEL, "constant", ctx) == ["EPOCHS -> 30"]
@@ -169,6 +246,7 @@ def tiny_solution(tmp_path: Path) -> Path:
         code_cell("%matplotlib inline\nx = 1\n", "magic", solution=True, locked=False),
         code_cell('free = keras.layers.Dense(4, activation="relu")\n', None, solution=False,
                   locked=False),
+        code_cell(INFERENCE, "infer", solution=True, locked=False),
     ]  # fmt: skip
     path = tmp_path / "solution.ipynb"
     nbformat.write(nb, path)
@@ -177,7 +255,7 @@ def tiny_solution(tmp_path: Path) -> Path:
 
 def test_mutants_of_a_notebook_touch_only_solution_cells(tmp_path: Path) -> None:
     made = make_mutants(tiny_solution(tmp_path), {"EPOCHS": 2})
-    assert {m.cell for m in made.mutants} == {"train"}  # locked and unmarked cells untouched
+    assert {m.cell for m in made.mutants} == {"train", "infer"}  # locked, unmarked: untouched
     assert [(s.cell, s.reason.split(":")[0]) for s in made.skipped] == [
         ("magic", "not plain Python (line 1)")
     ]
@@ -185,7 +263,8 @@ def test_mutants_of_a_notebook_touch_only_solution_cells(tmp_path: Path) -> None
     assert len(set(sources)) == len(sources)
     for mutant in made.mutants:
         ast.parse(mutant.source)
-        assert mutant.original == MODEL and mutant.source != MODEL
+        original = MODEL if mutant.cell == "train" else INFERENCE
+        assert mutant.original == original and mutant.source != original
     operators = {m.operator for m in made.mutants}
     assert operators == set(mutation_ops.OPERATORS)
     numbers = [m.number for m in made.mutants]
@@ -211,7 +290,8 @@ def test_mutant_notebooks_change_exactly_one_cell(tmp_path: Path) -> None:
     for mutant in mutants:
         cells = notebooks.read_notebook(paths[mutant.name]).cells
         differ = [i for i, (a, b) in enumerate(zip(cells, original.cells, strict=True)) if a != b]
-        assert differ == [2] and cells[2].source == mutant.source
+        at = 2 if mutant.cell == "train" else 5
+        assert differ == [at] and cells[at].source == mutant.source
     # the edit is the changed line alone when it occurs once: ready for a samples.toml sample
     dropout = next(m for m in mutants if m.operator == "dropout")
     assert dropout.edit().find == "        keras.layers.Dropout(0.25),\n"

@@ -6,7 +6,10 @@ that span and every other character (comments, formatting) stays. `deepgrade mut
 each mutant; one that keeps full marks shows a check weaker than it claims.
 
 Operators, by name: padding, kernel_size, pool_size, strides, units, dropout, activation,
-scaling, labels, loss, optimizer, epochs, constant.
+scaling, labels, loss, optimizer, epochs, constant; and for inference-time and transfer-learning
+code: views (a list of augmentation views), aggregate (how per-view predictions are combined),
+pad_mode (how borders are filled), trainable (frozen or not), fine_tune (which layers are
+unfrozen), from_logits.
 """
 
 from __future__ import annotations
@@ -38,6 +41,26 @@ LOSSES = {
     "categorical_crossentropy": ("binary_crossentropy", "mean_squared_error"),
     "sparse_categorical_crossentropy": ("categorical_crossentropy",),
     "binary_crossentropy": ("categorical_crossentropy",),
+}
+LOSS_CLASSES = {  # keras.losses classes, as LOSSES for the names
+    "CategoricalCrossentropy": "BinaryCrossentropy",
+    "SparseCategoricalCrossentropy": "CategoricalCrossentropy",
+    "BinaryCrossentropy": "CategoricalCrossentropy",
+}
+AGGREGATES = {"mean": ("max", "sum"), "max": ("mean",), "sum": ("mean",)}
+ARRAY_MODULES = {"np", "numpy", "ops", "keras.ops"}  # np.mean(x, axis) vs images.mean(axis)
+PAD_MODES = {  # np.pad's mode
+    "edge": ("constant", "reflect"),
+    "constant": ("edge", "reflect"),
+    "reflect": ("edge", "constant"),
+    "symmetric": ("edge", "constant"),
+    "wrap": ("edge", "constant"),
+}
+FILL_MODES = {  # Keras image layers' fill_mode
+    "reflect": ("constant", "nearest"),
+    "constant": ("reflect", "nearest"),
+    "nearest": ("reflect", "constant"),
+    "wrap": ("reflect", "constant"),
 }
 
 
@@ -327,10 +350,12 @@ def op_labels(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
 
 
 def op_loss(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
-    """The loss named in compile(): another loss that still trains."""
+    """The loss named in compile(): another loss (a string, or a keras.losses class)."""
     for call in _calls(tree):
         node = argument(call, 1, "loss") if callee(call) == "compile" else None
         value = _literal(node)
+        if isinstance(node, ast.Call) and callee(node) in LOSS_CLASSES:
+            yield _rename_callee(src, "loss", node, LOSS_CLASSES[callee(node)])
         if node is None or not isinstance(value, str):
             continue
         for new in LOSSES.get(value, ("categorical_crossentropy",)):
@@ -426,6 +451,194 @@ def _function_constants(
                 yield _replace(src, "constant", node, repr(values[name]))
 
 
+MAX_VIEW_CHANGES = 3  # per list: one changed field per column of the view tuples
+
+
+def op_views(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """A literal list of constant tuples (test-time augmentation's views): each element
+    dropped in turn, and a few elements changed (a bool flipped, a non-zero int negated) into a
+    view the list does not hold yet, at most one per column."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.List) or len(node.elts) < 2:
+            continue
+        views = [_literal(elt) for elt in node.elts]
+        if not all(isinstance(elt, ast.Tuple) for elt in node.elts) or not all(
+            isinstance(view, tuple) and view and all(_scalar(v) for v in view) for view in views
+        ):
+            continue
+        if len({len(view) for view in views}) != 1:
+            continue
+        for i in range(len(node.elts)):
+            yield _drop_element(src, "views", node.elts, i)
+        changed = 0
+        for column in range(len(views[0])):
+            edit = _changed_view(src, node.elts, views, column)
+            if edit is not None and changed < MAX_VIEW_CHANGES:
+                changed += 1
+                yield edit
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
+def _drop_element(src: _Source, operator: str, elts: list[ast.expr], i: int) -> Edit:
+    """The element and one comma next to it removed, so the other lines stay as they were:
+    a line holding only this element goes whole."""
+    start, end = src.span(elts[i])
+    line_start = src.text.rfind("\n", 0, start) + 1
+    line_end = src.text.find("\n", end)
+    line_end = len(src.text) if line_end < 0 else line_end + 1
+    before, after = src.text[line_start:start], src.text[end:line_end]
+    if not before.strip() and after.strip() in ("", ","):
+        return Edit(operator, line_start, line_end, "")
+    if i + 1 < len(elts) and (i == 0 or "\n" not in src.text[end : src.span(elts[i + 1])[0]]):
+        return Edit(operator, start, src.span(elts[i + 1])[0], "")
+    return Edit(operator, src.span(elts[i - 1])[1], end, "")
+
+
+def _changed_view(src: _Source, elts: list[ast.expr], views: list[Any], column: int) -> Edit | None:
+    """The first element whose `column`, flipped or negated, makes a view not in the list."""
+    for elt, view in zip(elts, views, strict=True):
+        value = view[column]
+        if isinstance(value, bool):
+            new: Any = not value
+        elif isinstance(value, int | float) and value != 0:
+            new = -value
+        else:
+            continue
+        changed = (*view[:column], new, *view[column + 1 :])
+        if changed not in views:
+            return _replace(src, "views", elt, "(" + ", ".join(map(repr, changed)) + ")")
+    return None
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def op_aggregate(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """A reduction along an axis (`.mean(axis=0)`, `np.mean(x, axis=0)`): mean -> max and
+    sum, max or sum -> mean. Reductions without an axis (an accuracy's mean) are left alone."""
+    for call in _calls(tree):
+        name = callee(call)
+        if name not in AGGREGATES or not isinstance(call.func, ast.Attribute):
+            continue
+        module = _dotted(call.func.value) in ARRAY_MODULES
+        if argument(call, 1 if module else 0, "axis") is None:
+            continue
+        for new in AGGREGATES[name]:
+            yield _rename_callee(src, "aggregate", call, new)
+
+
+def op_pad_mode(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """How borders are filled: np.pad's mode (edge -> constant, reflect; ...) and the
+    fill_mode of Keras's image layers (RandomTranslation, RandomRotation, ...)."""
+    for call in _calls(tree):
+        if callee(call) == "pad":
+            node, modes = argument(call, 2, "mode"), PAD_MODES
+        else:
+            node, modes = argument(call, None, "fill_mode"), FILL_MODES
+        value = _literal(node)
+        if node is None or not isinstance(value, str):
+            continue
+        for new in modes.get(value, ()):
+            yield _replace(src, "pad_mode", node, _string(src, node, new))
+
+
+def op_trainable(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """`layer.trainable = True` <-> False: a frozen base trained, or a fine-tuned one frozen."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Attribute) and t.attr == "trainable" for t in node.targets)
+            and isinstance(_literal(node.value), bool)
+        ):
+            yield _replace(src, "trainable", node.value, str(not _literal(node.value)))
+
+
+FINE_TUNE_STEP = 10  # layers moved when the bound's value is not known
+
+
+def op_fine_tune(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """Which layers a `for layer in base.layers[:N]: layer.trainable = ...` loop touches: the
+    other side of the slice (`[N:]`), and N a tenth lower and higher (where N is a literal, a
+    name the cell assigns an int, or else the bound -/+ 10)."""
+    assigned = _int_assignments(tree)
+    for loop in ast.walk(tree):
+        if not isinstance(loop, ast.For) or not _sets_trainable(loop):
+            continue
+        sub = loop.iter
+        if not (
+            isinstance(sub, ast.Subscript)
+            and isinstance(sub.value, ast.Attribute)
+            and sub.value.attr == "layers"
+            and isinstance(sub.slice, ast.Slice)
+            and sub.slice.step is None
+            and (sub.slice.lower is None) != (sub.slice.upper is None)
+        ):
+            continue
+        bound = sub.slice.upper or sub.slice.lower
+        assert bound is not None
+        text = src.segment(bound)
+        other = f"[{text}:]" if sub.slice.upper is not None else f"[:{text}]"
+        yield Edit("fine_tune", src.span(sub.value)[1], src.span(sub)[1], other)
+        value = _literal(bound)
+        target: ast.expr = bound
+        if isinstance(bound, ast.Name) and bound.id in assigned:
+            target = assigned[bound.id]
+            value = _literal(target)
+        if isinstance(value, int) and not isinstance(value, bool):
+            step = max(1, abs(value) // 10)
+            for new in (value - step, value + step):
+                yield _replace(src, "fine_tune", target, str(new))
+        else:
+            for sign in ("-", "+"):
+                yield _replace(src, "fine_tune", bound, f"{text} {sign} {FINE_TUNE_STEP}")
+
+
+def _sets_trainable(loop: ast.For) -> bool:
+    return isinstance(loop.target, ast.Name) and any(
+        isinstance(node, ast.Attribute)
+        and node.attr == "trainable"
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == loop.target.id
+        for node in ast.walk(loop)
+    )
+
+
+def _int_assignments(tree: ast.AST) -> dict[str, ast.expr]:
+    """Names the cell assigns exactly once, to an int literal: name -> the literal's node."""
+    found: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and node.value is not None:
+                    found.setdefault(target.id, []).append(node.value)
+    return {
+        name: values[0]
+        for name, values in found.items()
+        if len(values) == 1
+        and isinstance(_literal(values[0]), int)
+        and not isinstance(_literal(values[0]), bool)
+    }
+
+
+def op_from_logits(tree: ast.AST, src: _Source, ctx: Context) -> Iterator[Edit]:
+    """from_logits=True <-> False: a loss reading logits as probabilities, or the reverse."""
+    for call in _calls(tree):
+        node = argument(call, None, "from_logits")
+        value = _literal(node)
+        if node is not None and isinstance(value, bool):
+            yield _replace(src, "from_logits", node, str(not value))
+
+
 OPERATORS: dict[str, Callable[[ast.AST, _Source, Context], Iterator[Edit]]] = {
     "padding": op_padding,
     "kernel_size": op_kernel_size,
@@ -440,6 +653,12 @@ OPERATORS: dict[str, Callable[[ast.AST, _Source, Context], Iterator[Edit]]] = {
     "optimizer": op_optimizer,
     "epochs": op_epochs,
     "constant": op_constant,
+    "views": op_views,
+    "aggregate": op_aggregate,
+    "pad_mode": op_pad_mode,
+    "trainable": op_trainable,
+    "fine_tune": op_fine_tune,
+    "from_logits": op_from_logits,
 }
 
 
