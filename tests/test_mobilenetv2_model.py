@@ -241,3 +241,20 @@ def test_smoke_base_trained_once_and_rebuilt_when_its_recipe_changes(
     models.ensure("mobilenetv2", "smoke", tmp_path)
     assert seen == [0.5]  # the recipe's own fields reach the training, and retrain it
     assert json.loads((path.parent / "RECIPE.json").read_text())["alpha"] == 0.5
+
+
+def test_base_pretrained_on_upscaled_images_takes_its_own_size() -> None:
+    """A recipe whose input_size is not 32 (the smoke base: 64, so MobileNetV2's five halvings
+    keep the look-alike's ears) trains on the 32x32 images through a Resizing layer, and
+    returns the bare base at that size: the exercise's IMG_SIZE is read from it."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(20) % 10
+    recipe = mobilenetv2.Recipe(
+        epochs=1, seed=0, batch_size=10, data="synth", input_size=64, alpha=0.35
+    )
+    trained = mobilenetv2.train(x, y, x, y, epochs=1, seed=0, batch_size=10, recipe=recipe)
+    assert tuple(trained.model.input_shape) == (None, 64, 64, 3)
+    assert tuple(trained.model.output_shape) == (None, 2, 2, 1280)
+    assert len(trained.model.layers) == mobilenetv2.N_LAYERS
+    assert 0 <= trained.accuracy <= 1

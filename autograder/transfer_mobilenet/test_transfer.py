@@ -42,7 +42,8 @@ def test_preprocess(artifact: Callable[[str], Path], hidden: Any) -> None:
 
 @pytest.mark.points(2)
 def test_head(model: Any, pretrained: Any, artifact: Callable[[str], Path]) -> None:
-    """The model: resize, the base, then GlobalAveragePooling2D, Dropout(0.2), Dense(1) logit"""
+    """The model: resize, the base, then GlobalAveragePooling2D, Dropout(0.2), Dense(1) logit,
+    compiled in both phases with binary cross-entropy on logits"""
     kinds = [type(layer).__name__ for layer in model.layers]
     wanted = ["Resizing", "Functional", "GlobalAveragePooling2D", "Dropout", "Dense"]
     assert kinds == wanted, (
@@ -59,16 +60,23 @@ def test_head(model: Any, pretrained: Any, artifact: Callable[[str], Path]) -> N
         problems.append("the Dropout rate should be 0.2")
     if dense["units"] != 1 or dense["activation"] != "linear":
         problems.append("the output should be Dense(1) without activation: one logit per image")
-    loss = compile_config(artifact("model.keras")).get("loss")
+    for name, phase in (("model_phase1.keras", "phase 1"), ("model.keras", "fine-tuning")):
+        if not _logit_loss(compile_config(artifact(name)).get("loss")):
+            problems.append(
+                f"the loss of {phase} should be keras.losses.BinaryCrossentropy(from_logits=True)"
+            )
+    assert not problems, "; ".join(problems)
+
+
+def _logit_loss(loss: Any) -> bool:
+    """The compiled loss is binary cross-entropy on logits, as the Dense(1) head gives."""
     config = loss.get("config") if isinstance(loss, dict) else None
-    if not (
+    return (
         isinstance(loss, dict)
         and loss.get("class_name") == "BinaryCrossentropy"
         and isinstance(config, dict)
         and config.get("from_logits") is True
-    ):
-        problems.append("the loss should be keras.losses.BinaryCrossentropy(from_logits=True)")
-    assert not problems, "; ".join(problems)
+    )
 
 
 @pytest.mark.points(2)
