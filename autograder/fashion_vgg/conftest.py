@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from deepgrade.checks import predict_or_fail
+from deepgrade.datasets.fashion_mnist import CLASS_NAMES
 from deepgrade.profiles import GradingProfile
 
 BATCH = 100  # the batch size Exercises 4 and 6 fix for both networks
@@ -39,10 +40,14 @@ def steps_per_epoch(dataset: Any, profile: GradingProfile) -> int:
 
 @pytest.fixture(scope="session")
 def accuracy_of(
-    load_model: Callable[[str], Any], dataset: Any, grader_pad: Callable[[np.ndarray], np.ndarray]
+    load_model: Callable[[str], Any],
+    dataset: Any,
+    grader_pad: Callable[[np.ndarray], np.ndarray],
+    confusion: Callable[..., None],
 ) -> Callable[[str], float]:
     """accuracy_of(name) -> the saved model's accuracy on the grader's test set, padded and
-    scaled as the notebook's locked cell does (cached)."""
+    scaled as the notebook's locked cell does (cached); model.keras's confusion matrix goes to
+    the student's feedback page."""
     x_test = grader_pad(np.asarray(dataset.x_test, dtype=np.uint8)).astype(np.float32) / 255.0
     y_test = np.asarray(dataset.y_test, dtype=np.int64).reshape(-1)
     cache: dict[str, float] = {}
@@ -58,7 +63,10 @@ def accuracy_of(
                 output_hint=f"{name} should end with Dense(10, activation='softmax')",
                 batch_size=256,
             )
-            cache[name] = float(np.mean(np.argmax(probabilities, axis=1) == y_test))
+            predicted = np.argmax(probabilities, axis=1)
+            if name == "model.keras":
+                confusion(predicted, y_test, CLASS_NAMES)
+            cache[name] = float(np.mean(predicted == y_test))
         return cache[name]
 
     return measure

@@ -55,6 +55,7 @@ def test_test_accuracy(
     catsdogs: Any,
     threshold: Callable[[str], float],
     measure: Callable[[str, float], None],
+    confusion: Callable[..., None],
 ) -> None:
     """The fine-tuned model tells the grader's test cats from its dogs"""
     logits = predict_or_fail(
@@ -64,7 +65,9 @@ def test_test_accuracy(
         input_hint="32x32x3 images scaled to [-1, 1]: start with keras.Input((32, 32, 3))",
         output_hint="end with Dense(1): one logit per image",
     )
-    accuracy = float(np.mean((logits[:, 0] > 0).astype(np.int64) == catsdogs.y_test))
+    predicted = (logits[:, 0] > 0).astype(np.int64)
+    confusion(predicted, catsdogs.y_test, ["cat", "dog"])
+    accuracy = float(np.mean(predicted == catsdogs.y_test))
     expect_accuracy(
         accuracy,
         required=threshold("test_accuracy"),

@@ -429,7 +429,7 @@ def model(load_model: Callable[[str], Any], pytestconfig: pytest.Config) -> Any:
     return loaded
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def confusion(pytestconfig: pytest.Config) -> Callable[..., None]:
     """confusion(predicted, expected, labels): record the confusion matrix of the model's
     predicted classes against the true ones on the grader's data (an aggregate, for the
