@@ -17,11 +17,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from deepgrade import __version__
 from deepgrade.errors import DeepgradeError
 from deepgrade.exercise import DEFAULT_PROFILE, PROFILES
 from deepgrade.project import Project
+
+if TYPE_CHECKING:
+    from deepgrade.export import Graded
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
@@ -130,18 +134,24 @@ def cmd_regrade(args: argparse.Namespace) -> int:
     return regrade_outdated(_project(args), workers=args.workers, **common)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def _stored_results(args: argparse.Namespace, project: Project) -> list[Graded]:
+    """The gradebook's latest results (for --exercise/--profile when given), with their time."""
     from deepgrade.batch import default_gradebook
-    from deepgrade.export import EXPORTERS, project_visible_checks
     from deepgrade.gradebook import Gradebook
-    from deepgrade.redact import project_secrets
 
-    project = _project(args)
     path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
     if not path.is_file():
         raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
     with Gradebook(path) as book:
-        results = book.latest(args.exercise, args.profile)
+        return book.latest(args.exercise, args.profile)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepgrade.export import EXPORTERS, project_visible_checks
+    from deepgrade.redact import project_secrets
+
+    project = _project(args)
+    results = _stored_results(args, project)
     default_out = "grades.csv" if args.format == "csv" else "gradescope"
     exercises = {r.exercise for r, _ in results}
     exported = EXPORTERS[args.format](
@@ -160,17 +170,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from deepgrade.batch import default_gradebook
     from deepgrade.feedback import exercise_titles, shown_thresholds, write_pages
-    from deepgrade.gradebook import Gradebook
     from deepgrade.redact import project_secrets
 
     project = _project(args)
-    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
-    if not path.is_file():
-        raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
-    with Gradebook(path) as book:
-        results = book.latest(args.exercise, args.profile)
+    results = _stored_results(args, project)
     exercises = {r.exercise for r, _ in results}
     written = write_pages(
         results,
@@ -186,20 +190,16 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from deepgrade.batch import default_gradebook
     from deepgrade.classreport import summarise, write_report
     from deepgrade.exercise import load_exercise
-    from deepgrade.gradebook import Gradebook
 
     project = _project(args)
     spec = load_exercise(project.autograder, args.exercise)
-    path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
-    if not path.is_file():
-        raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
-    with Gradebook(path) as book:
-        results = book.latest(args.exercise, args.profile)
+    results = _stored_results(args, project)
     if not results:
-        raise DeepgradeError(f"{path}: nothing graded for {args.exercise} ({args.profile})")
+        raise DeepgradeError(
+            f"nothing graded for {args.exercise} ({args.profile}) in the gradebook"
+        )
     summary = summarise(
         results,
         exercise=args.exercise,
