@@ -183,14 +183,9 @@ def charts(summary: ClassSummary) -> dict[str, str]:
 
 
 def render(summary: ClassSummary) -> str:
-    import jinja2
+    from deepgrade.feedback import html_environment
 
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("deepgrade", "templates/feedback"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,
-    )
-    template = environment.get_template("class.html.j2")
+    template = html_environment().get_template("class.html.j2")
     return str(template.render(s=summary, charts=charts(summary)))
 
 

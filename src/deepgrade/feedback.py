@@ -71,7 +71,8 @@ def exercise_titles(autograder: Path, exercises: Iterable[str]) -> dict[str, str
     return titles
 
 
-def _environment() -> Any:
+def html_environment() -> Any:
+    """The pages' templates: autoescaped (student text is text), strict about missing names."""
     import jinja2
 
     return jinja2.Environment(
@@ -117,7 +118,7 @@ def render_page(
 ) -> str:
     """One submission's feedback page as HTML text."""
     visible = withhold(result, secrets)
-    template = _environment().get_template("page.html.j2")
+    template = html_environment().get_template("page.html.j2")
     return str(template.render(**page_context(visible, graded_at, title, thresholds)))
 
 
