@@ -6,8 +6,6 @@ import dataclasses
 from pathlib import Path
 from types import MappingProxyType
 
-import pytest
-
 from deepgrade.borderline import SEED_STEP, decide, in_band, other_seeds, rerun
 from deepgrade.exercise import load_exercise
 from deepgrade.feedback import render_page
@@ -104,28 +102,3 @@ def test_the_page_shows_every_run() -> None:
     runs = [(0, result(0.86, 20)), (1009, result(0.82, 17)), (2018, result(0.88, 20))]
     page = render_page(decide(runs, ["test_accuracy"]), "2026-11-30", "T")
     assert 'id="reruns"' in page and page.count("<tr><td>") >= 3 and "decided" in page
-
-
-@pytest.mark.parametrize(
-    ("extra", "problem"),
-    [
-        ({"borderline_runs": 0}, "borderline_runs"),
-        ({"borderline_auto": "yes"}, "borderline_auto"),
-    ],
-)
-def test_bad_borderline_settings_name_the_spec(extra: dict, problem: str) -> None:
-    from deepgrade.errors import InputError
-    from deepgrade.exercise import parse_profile
-
-    table = {
-        "data": "synth",
-        "cell_timeout_s": 60,
-        "notebook_timeout_s": 600,
-        "memory_mb": 1024,
-        "artifact_cap_mb": 8,
-        "parameters": {"SEED": 0},
-        **extra,
-    }
-    with pytest.raises(InputError) as error:
-        parse_profile("smoke", table, Path("autograder/x/spec.toml"))
-    assert "spec.toml" in str(error.value) and problem in str(error.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deepgrade.classreport import summarise, write_report
+from deepgrade.classreport import ClassSummary, summarise, write_report
 from deepgrade.cli import main
 from deepgrade.gradebook import Gradebook
 from deepgrade.results import CheckResult, SubmissionResult, Verdict
@@ -53,8 +53,9 @@ CLASS = [
 ]
 
 
-def test_the_summary_counts_what_the_class_did() -> None:
-    s = summarise(
+def class_summary() -> ClassSummary:
+    """CLASS's summary: threshold 0.75 on test_accuracy, borderline band 0.02."""
+    return summarise(
         CLASS,
         exercise="signs_cnn",
         title="T",
@@ -62,6 +63,10 @@ def test_the_summary_counts_what_the_class_did() -> None:
         thresholds={"test_accuracy": 0.75},
         borderline={"test_accuracy": 0.02},
     )
+
+
+def test_the_summary_counts_what_the_class_did() -> None:
+    s = class_summary()
     assert s.submissions == 5 and s.verdicts == {"graded": 3, "timeout": 1, "grader_error": 1}
     assert [p for _, p in s.scores] == [11.0, 3.0, 0.0, 0.0]  # the grader error is no score
     rates = {c.check_id: (c.passed, c.graded) for c in s.checks}
@@ -73,14 +78,7 @@ def test_the_summary_counts_what_the_class_did() -> None:
 
 
 def test_the_report_writes_a_page_and_the_data_behind_it(tmp_path: Path) -> None:
-    s = summarise(
-        CLASS,
-        exercise="signs_cnn",
-        title="T",
-        profile="smoke",
-        thresholds={"test_accuracy": 0.75},
-        borderline={"test_accuracy": 0.02},
-    )
+    s = class_summary()
     page, data, rates = write_report(s, tmp_path)
     html = page.read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 3  # scores, accuracy, run time
@@ -131,14 +129,16 @@ def test_a_batch_ends_with_how_many_lost_each_check() -> None:
 
 
 @pytest.mark.parametrize(
-    ("borderline", "problem"),
+    ("extra", "problem"),
     [
-        ({"lenet_accuracy": 0.02}, "not in its thresholds"),
-        ({"test_accuracy": 0}, "positive margins"),
-        ({"test_accuracy": "0.02"}, "positive margins"),
+        ({"borderline": {"lenet_accuracy": 0.02}}, "not in its thresholds"),
+        ({"borderline": {"test_accuracy": 0}}, "positive margins"),
+        ({"borderline": {"test_accuracy": "0.02"}}, "positive margins"),
+        ({"borderline_runs": 0}, "borderline_runs"),
+        ({"borderline_auto": "yes"}, "borderline_auto"),
     ],
 )
-def test_a_bad_borderline_names_the_spec(borderline: dict, problem: str) -> None:
+def test_bad_borderline_settings_name_the_spec(extra: dict, problem: str) -> None:
     from deepgrade.errors import InputError
     from deepgrade.exercise import parse_profile
 
@@ -150,10 +150,12 @@ def test_a_bad_borderline_names_the_spec(borderline: dict, problem: str) -> None
         "artifact_cap_mb": 8,
         "parameters": {"SEED": 0},
         "thresholds": {"test_accuracy": 0.8},
-        "borderline": borderline,
+        **extra,
     }
     with pytest.raises(InputError) as error:
         parse_profile("smoke", table, Path("autograder/x/spec.toml"))
     assert "autograder/x/spec.toml" in str(error.value) and problem in str(error.value)
+    for key in extra:
+        del table[key]
     table["borderline"] = {"test_accuracy": 0.02}
     assert parse_profile("smoke", table, Path("s.toml")).borderline == {"test_accuracy": 0.02}

@@ -54,19 +54,11 @@ def test_the_feedback_page_renders_in_chromium(chromium: str, tmp_path: Path) ->
 
 
 def test_the_class_report_draws_its_charts_in_chromium(chromium: str, tmp_path: Path) -> None:
-    from test_class_report import CLASS
+    from test_class_report import class_summary
 
-    from deepgrade.classreport import summarise, write_report
+    from deepgrade.classreport import write_report
 
-    summary = summarise(
-        CLASS,
-        exercise="signs_cnn",
-        title="T",
-        profile="smoke",
-        thresholds={"test_accuracy": 0.75},
-        borderline={"test_accuracy": 0.02},
-    )
-    page = write_report(summary, tmp_path / "report")[0]
+    page = write_report(class_summary(), tmp_path / "report")[0]
     dom = headless(chromium, tmp_path, "--dump-dom", page.as_uri()).stdout
     assert 'id="checks"' in dom and 'id="needs"' in dom
     shot = tmp_path / "class.png"

@@ -178,10 +178,10 @@ def test_peak_memory_from_fake_cgroup_trees(
 def test_a_limited_run_reports_its_peak_memory_where_the_host_counts_it(tmp_path: Path) -> None:
     host = hostcheck.current()
     if host.memory not in (hostcheck.MEMORY_CGROUP_V1, hostcheck.MEMORY_CGROUP_V2):
-        pytest.skip(f"this host limits memory without a cgroup ({host.memory}): no peak")
+        pytest.skip(reason=f"this host limits memory without a cgroup ({host.memory}): no peak")
     code = "x = bytearray(80 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096])"
     outcome, log = _run(tmp_path, code, memory_mb=512)
     assert outcome.returncode == 0, log
     if host.memory == hostcheck.MEMORY_CGROUP_V2 and outcome.peak_memory_mb is None:
-        pytest.skip("cgroup v2 before Linux 5.19 has no memory.peak")
+        pytest.skip(reason="cgroup v2 before Linux 5.19 has no memory.peak")
     assert outcome.peak_memory_mb is not None and outcome.peak_memory_mb >= 80
