@@ -376,15 +376,21 @@ def history(artifact: Callable[[str], Path]) -> dict[str, list[float]]:
 
 
 @pytest.fixture(scope="session")
-def load_model(artifact: Callable[[str], Path]) -> Callable[[str], Any]:
-    """load_model(name) -> the validated Keras model (loaded once per session)."""
+def load_model(
+    artifact: Callable[[str], Path], pytestconfig: pytest.Config
+) -> Callable[[str], Any]:
+    """load_model(name) -> the validated Keras model (loaded once per session). model.keras's
+    layer table goes back with the results, for the student's feedback page."""
     from deepgrade import artifacts
 
     cache: dict[str, Any] = {}
+    recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
 
     def load(name: str) -> Any:
         if name not in cache:
             cache[name] = artifacts.load_model(artifact(name))
+            if name == "model.keras" and isinstance(recorder, _Recorder):
+                recorder.summary = summary_rows(cache[name])
         return cache[name]
 
     return load
@@ -419,14 +425,9 @@ def measure(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
 
 
 @pytest.fixture(scope="session")
-def model(load_model: Callable[[str], Any], pytestconfig: pytest.Config) -> Any:
-    """model.keras, the network the notebook trained: validated, then loaded uncompiled.
-    Its layer table goes back with the results, for the student's feedback page."""
-    loaded = load_model("model.keras")
-    recorder = pytestconfig.pluginmanager.get_plugin("deepgrade-recorder")
-    if isinstance(recorder, _Recorder) and not recorder.summary:
-        recorder.summary = summary_rows(loaded)
-    return loaded
+def model(load_model: Callable[[str], Any]) -> Any:
+    """model.keras, the network the notebook trained: validated, then loaded uncompiled."""
+    return load_model("model.keras")
 
 
 @pytest.fixture(scope="session")
