@@ -26,3 +26,19 @@ def test_publish_writes_and_names_every_page(tmp_path: Path) -> None:
         report = tmp_path / "reports" / f"{exercise}.html"
         assert report.is_file() and f"class report: {report}" in printed
     assert "5 HTML pages" in printed
+
+
+def test_the_demo_flags_a_sample_graded_otherwise_than_recorded() -> None:
+    import dataclasses
+
+    from test_borderline import decide, result
+
+    from deepgrade.demo import expectation_problems
+    from deepgrade.samples import Sample
+
+    sample = Sample("bo", "borderline", (), "graded", ("a::test_all",), expect_runs=3)
+    runs = [(0, result(0.86, 17)), (1009, result(0.82, 17)), (2018, result(0.88, 17))]
+    assert expectation_problems(decide(runs, ["test_accuracy"]), sample) == []
+    once = result(0.86, 17)
+    assert expectation_problems(once, sample) == ["1 run(s), expected 3"]
+    assert expectation_problems(once, dataclasses.replace(sample, expect_runs=1)) == []

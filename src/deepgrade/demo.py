@@ -47,6 +47,9 @@ def expectation_problems(result: SubmissionResult, sample: Sample | None) -> lis
         problems.append(f"verdict {result.verdict}, expected {expected_verdict}")
     if failed != expected_failed:
         problems.append(f"failed {failed}, expected {expected_failed}")
+    runs, expected_runs = len(result.reruns) or 1, sample.expect_runs if sample else 1
+    if runs != expected_runs:
+        problems.append(f"{runs} run(s), expected {expected_runs}")
     return problems
 
 
