@@ -85,8 +85,8 @@ def publish(
     export_csv(graded, workdir / "grades.csv", secrets=secrets)
     visible = project_visible_checks(project.autograder, exercises)
     export_gradescope(graded, workdir / "gradescope", secrets=secrets, visible_checks=visible)
-    console.print(f"gradebook: {workdir / 'gradebook.db'}", highlight=False)
-    console.print(f"CSV:       {workdir / 'grades.csv'}", highlight=False)
+    console.print(f"gradebook: {workdir / 'gradebook.db'}", soft_wrap=True)
+    console.print(f"CSV:       {workdir / 'grades.csv'}", soft_wrap=True)
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}", highlight=False)
     pages = write_pages(
         graded,
@@ -95,10 +95,12 @@ def publish(
         secrets=secrets,
         thresholds=shown_thresholds(project.autograder, exercises),
     ).pages
-    console.print(f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.")
+    console.print(
+        f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.", soft_wrap=True
+    )
     for exercise in exercises[:2]:
         if (exercise, "reference") in pages:
-            console.print(f"           {pages[(exercise, 'reference')]}", highlight=False)
+            console.print(f"           {pages[(exercise, 'reference')]}", soft_wrap=True)
     for exercise in exercises:
         spec = load_exercise(project.autograder, exercise)
         summary = summarise(
@@ -110,7 +112,7 @@ def publish(
             borderline=spec.profiles[DEMO_PROFILE].borderline,
         )
         page = write_report(summary, workdir / "reports")[0]
-        console.print(f"class report: {page}", highlight=False)
+        console.print(f"class report: {page}", soft_wrap=True)
     versions = sorted({(r.exercise, r.grader_version) for r, _ in graded})
     console.print(
         "graders: "
