@@ -70,6 +70,8 @@ def test_changing_one_check_regrades_exactly_that_exercise(
             "--gradebook", str(book), "--workdir", str(tmp_path / "runs"),
         )  # fmt: skip
         assert code == 0, said
+        assert "feedback pages: 1 under" in said  # grade writes them beside the gradebook
+        assert (tmp_path / "feedback" / exercise / "ana.html").is_file()
     with Gradebook(book) as gradebook:
         before = {r.exercise: r.grader_version for r, _ in gradebook.latest()}
     assert all(before.values())

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deepgrade.exercise import load_exercise
+from deepgrade.feedback import write_feedback
 from deepgrade.gpuslots import plan_slots
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
@@ -164,7 +165,8 @@ def grade_folder(
         console.print(
             f"[yellow]no submissions found in {escape(display_path(folder))}[/]", soft_wrap=True
         )
-    with Gradebook(gradebook_path or default_gradebook(project)) as book:
+    gradebook_path = gradebook_path or default_gradebook(project)
+    with Gradebook(gradebook_path) as book:
         outcome = run_with_progress(
             found.submissions,
             settings,
@@ -174,6 +176,10 @@ def grade_folder(
             force=force,
             console=console,
         )
+        batch = {r.student for r in outcome.graded + outcome.cached}
+        stored = [(r, at) for r, at in book.latest(exercise, profile) if r.student in batch]
+    feedback = gradebook_path.parent / "feedback"  # beside the gradebook the pages come from
+    pages = write_feedback(project.autograder, stored, feedback).pages
     if as_json:
         for line in outcome.json_lines():
             sys.stdout.write(line + "\n")
@@ -181,6 +187,8 @@ def grade_folder(
         print_results(outcome.graded, f"{exercise} ({profile})", console)
     if outcome.note:
         console.print(f"[yellow]{escape(outcome.note)}[/]")
+    if pages:
+        console.print(f"feedback pages: {len(pages)} under {feedback}", soft_wrap=True)
     old = [r for r in outcome.cached if r.grader_version != settings.grader_version]
     if old:
         console.print(

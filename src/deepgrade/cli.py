@@ -170,19 +170,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from deepgrade.feedback import exercise_titles, shown_thresholds, write_pages
-    from deepgrade.redact import project_secrets
+    from deepgrade.feedback import write_feedback
 
     project = _project(args)
-    results = _stored_results(args, project)
-    exercises = {r.exercise for r, _ in results}
-    written = write_pages(
-        results,
-        Path(args.out),
-        titles=exercise_titles(project.autograder, exercises),
-        secrets=project_secrets(project.autograder, exercises),
-        thresholds=shown_thresholds(project.autograder, exercises),
-    )
+    written = write_feedback(project.autograder, _stored_results(args, project), Path(args.out))
     for (exercise, student), page in sorted(written.pages.items()):
         print(f"{exercise}/{student}: {page}")
     print(f"wrote {len(written.pages)} feedback page(s) under {args.out}")

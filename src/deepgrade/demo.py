@@ -22,7 +22,7 @@ from deepgrade.batch import batch_settings, run_with_progress
 from deepgrade.classreport import summarise, write_report
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
 from deepgrade.export import export_csv, export_gradescope, project_visible_checks
-from deepgrade.feedback import exercise_titles, shown_thresholds, write_pages
+from deepgrade.feedback import write_feedback
 from deepgrade.gradebook import Gradebook
 from deepgrade.hostcheck import current, describe
 from deepgrade.profiles import resolve_profile
@@ -88,13 +88,7 @@ def publish(
     console.print(f"gradebook: {workdir / 'gradebook.db'}", soft_wrap=True)
     console.print(f"CSV:       {workdir / 'grades.csv'}", soft_wrap=True)
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}", highlight=False)
-    pages = write_pages(
-        graded,
-        workdir / "feedback",
-        titles=exercise_titles(project.autograder, exercises),
-        secrets=secrets,
-        thresholds=shown_thresholds(project.autograder, exercises),
-    ).pages
+    pages = write_feedback(project.autograder, graded, workdir / "feedback").pages
     console.print(
         f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.", soft_wrap=True
     )

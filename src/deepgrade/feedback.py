@@ -142,3 +142,17 @@ def write_pages(
         path.write_text(html, encoding="utf-8")
         pages[(result.exercise, result.student)] = path
     return Written(pages)
+
+
+def write_feedback(autograder: Path, results: Sequence[Graded], out: Path) -> Written:
+    """write_pages with each exercise's title, secrets and shown thresholds from its spec."""
+    from deepgrade.redact import project_secrets
+
+    exercises = {result.exercise for result, _ in results}
+    return write_pages(
+        results,
+        out,
+        titles=exercise_titles(autograder, exercises),
+        secrets=project_secrets(autograder, exercises),
+        thresholds=shown_thresholds(autograder, exercises),
+    )
