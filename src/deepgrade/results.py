@@ -31,6 +31,12 @@ class Verdict(enum.StrEnum):
     GRADER_ERROR = "grader_error"
 
 
+# model.keras's layers for the feedback page: (layer name, layer type, output shape, parameters)
+SummaryRow = tuple[str, str, str, int]
+# a confusion matrix: (class labels, counts[true class][predicted class])
+Confusion = tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]
+
+
 @dataclass(frozen=True)
 class ExecutionResult:
     """What stage 1 (running the submission in the sandbox) produced."""
@@ -72,10 +78,8 @@ class CheckReport:
     error: str | None = None  # set when the checks could not run or finish
     verdict: Verdict | None = None  # with `error`: whose fault (None: the grader's)
     measurements: dict[str, float] = field(default_factory=dict)  # e.g. test_accuracy
-    # model.keras's layers (name, type, output shape, parameters), for the feedback page
-    model_summary: tuple[tuple[str, str, str, int], ...] = ()
-    # (class labels, counts[true][predicted]) of model.keras on the grader's data
-    confusion: tuple[tuple[str, ...], tuple[tuple[int, ...], ...]] | None = None
+    model_summary: tuple[SummaryRow, ...] = ()  # for the feedback page
+    confusion: Confusion | None = None  # of model.keras on the grader's data
 
     @property
     def points(self) -> float:
@@ -123,8 +127,8 @@ class SubmissionResult:
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # by file
     reruns: tuple[Rerun, ...] = ()  # every run of a borderline result, the decided one marked
     peak_memory_mb: float | None = None  # stage 1's peak memory, where the host counts it
-    model_summary: tuple[tuple[str, str, str, int], ...] = ()  # stage 2's table of model.keras
-    confusion: tuple[tuple[str, ...], tuple[tuple[int, ...], ...]] | None = None  # stage 2's
+    model_summary: tuple[SummaryRow, ...] = ()  # stage 2's table of model.keras
+    confusion: Confusion | None = None  # stage 2's, of model.keras on the grader's data
 
     @property
     def points(self) -> float:

@@ -31,15 +31,13 @@ from deepgrade.checks.snapshots import (
     MAX_SUMMARY_ROWS,
     MAX_SUMMARY_TEXT,
     NOT_RUN,
-    Confusion,
-    SummaryRow,
     encode_snapshot,
     write_all,
 )
 from deepgrade.errors import InputError
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.profiles import GradingProfile
-from deepgrade.results import CheckResult
+from deepgrade.results import CheckResult, Confusion, SummaryRow
 
 
 @dataclass

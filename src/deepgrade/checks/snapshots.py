@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgrade.errors import InputError
-from deepgrade.results import CheckResult
+from deepgrade.results import CheckResult, Confusion, SummaryRow
 
 RESULTS_VERSION = 2
 NOT_RUN = "this check did not run: the grader stopped before it"
@@ -35,9 +35,7 @@ MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024  # messages are capped at 600 characters: p
 MAX_MEASUREMENTS = 64
 MAX_SUMMARY_ROWS = 300
 MAX_SUMMARY_TEXT = 80
-SummaryRow = tuple[str, str, str, int]  # layer name, layer type, output shape, parameters
 MAX_CLASSES = 20
-Confusion = tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]  # labels, counts[true][predicted]
 
 
 @dataclass(frozen=True)
