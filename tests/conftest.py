@@ -71,3 +71,69 @@ def chromium() -> str:
             pytest.fail(f"CI must have the browser: {message}")
         pytest.skip(reason=message)
     return found
+
+
+# --- a fake NVIDIA driver: the files deepgrade.nvidia reads, under a temporary root ---------
+
+GPU_UUIDS = ("GPU-0a1b2c3d-0000-1111-2222-333344445555", "GPU-9f8e7d6c-aaaa-bbbb-cccc-ddddeeeeffff")
+
+
+def make_gpu_tree(root: Path, gpus: int = 2, *, uvm: bool = True) -> dict[str, Path]:
+    """A driver tree as an NVIDIA host has it: /proc/driver/nvidia (version, params, one
+    information file per GPU), /dev nodes (plain files here) and the GPUs' sysfs entries."""
+    proc, dev, sys_pci = root / "proc", root / "dev", root / "sys"
+    (proc / "gpus").mkdir(parents=True)
+    dev.mkdir()
+    (proc / "version").write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
+    )
+    (proc / "params").write_text("ModifyDeviceFiles: 1\n")
+    for index in range(gpus):
+        bus = f"0000:{0x17 + index * 0x48:02x}:00.0"
+        folder = proc / "gpus" / bus
+        folder.mkdir()
+        uuid = GPU_UUIDS[index] if index < len(GPU_UUIDS) else f"GPU-{index:08d}"
+        (folder / "information").write_text(
+            f"Model: \t\t NVIDIA H200\nIRQ:   \t\t 180\nGPU UUID: \t {uuid}\n"
+            f"Video BIOS: \t 96.00.a5.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\n"
+            f"Bus Location: \t {bus}\nDevice Minor: \t {index}\n"
+        )
+        (dev / f"nvidia{index}").write_text(f"gpu {index}\n")
+        (sys_pci / bus).mkdir(parents=True)
+        (sys_pci / bus / "numa_node").write_text(f"{index}\n")
+    (dev / "nvidiactl").write_text("control\n")
+    if uvm:
+        (dev / "nvidia-uvm").write_text("uvm\n")
+        (dev / "nvidia-uvm-tools").write_text("uvm tools\n")
+    return {"proc": proc, "dev": dev, "sys_pci": sys_pci}
+
+
+class FakeNvml:
+    """The few pynvml calls deepgrade makes, with settable utilization and memory (MiB)."""
+
+    MIB = 1024 * 1024
+
+    class _Util:
+        def __init__(self, gpu: float) -> None:
+            self.gpu, self.memory = gpu, 0.0
+
+    class _Memory:
+        def __init__(self, total: int, used: int) -> None:
+            self.total, self.used, self.free = total, used, total - used
+
+    def __init__(self, total_mb: int = 143771) -> None:
+        self.total_mb = total_mb
+        self.busy: dict[str, float] = {}
+        self.used_mb: dict[str, int] = {}
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        return uuid
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus: str) -> str:
+        return bus
+
+    def nvmlDeviceGetUtilizationRates(self, handle: str) -> FakeNvml._Util:
+        return self._Util(self.busy.get(handle, 0.0))
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str) -> FakeNvml._Memory:
+        return self._Memory(self.total_mb * self.MIB, self.used_mb.get(handle, 0) * self.MIB)

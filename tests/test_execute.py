@@ -340,18 +340,7 @@ def test_missing_inputs_are_input_errors(
         )  # fmt: skip
 
 
-def test_gpu_devices_and_visibility_reach_the_sandbox(
-    make_notebook: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sandbox, "find_bwrap", lambda: "/usr/bin/bwrap")
-    monkeypatch.setattr(execute, "gpu_device_nodes", lambda: ("/dev/nvidia1", "/dev/nvidiactl"))
-    job = execute._Job({}, 5, 10, 1024, 3)
-    plan = execute._sandbox_plan(job, make_notebook(["pass"]), [], gpu="1")
-    argv = plan.argv
-    binds = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--dev-bind"]
-    assert binds == [("/dev/nvidia1", "/dev/nvidia1"), ("/dev/nvidiactl", "/dev/nvidiactl")]
-    envs = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "--setenv"]
-    assert ("CUDA_VISIBLE_DEVICES", "1") in envs
+def test_the_kernel_runs_the_venvs_python() -> None:
     assert execute.kernel_env("/home/grader")["PATH"].startswith(str(Path(sys.executable).parent))
 
 

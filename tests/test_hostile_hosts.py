@@ -283,7 +283,7 @@ def test_doctor_reports_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run_cli(capsys, "doctor")
     assert code == (1 if host.refusal() else 0)
     assert out.startswith("sandbox:")
-    for label in ("cgroups:", "memory:", "processes:", "cpu time:", "gpu devices:"):
+    for label in ("cgroups:", "memory:", "processes:", "cpu time:"):
         assert label in out
     code, out, _ = _run_cli(capsys, "doctor", "--json")
     report = json.loads(out)

@@ -25,6 +25,7 @@ import deepgrade
 from deepgrade import notebooks
 from deepgrade.errors import InputError
 from deepgrade.exercise import load_exercise
+from deepgrade.gpubatch import GpuRequest
 from deepgrade.grade import GradeSettings, prepare_notebook, run_stage1
 from deepgrade.profiles import resolve_profile
 from deepgrade.results import Verdict
@@ -364,7 +365,7 @@ def test_an_empty_folder_says_so(
         exercise="tiny",
         profile="smoke",
         workers=1,
-        gpus=(),
+        gpus=GpuRequest(),
         gradebook_path=tmp_path / "book.db",
         unsafe=True,
         force=False,

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_gpu_tree
 
-from deepgrade import runner
+from deepgrade import nvidia, runner
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.exercise import load_exercise
+from deepgrade.gpubatch import GpuRequest
+from deepgrade.gpuslots import GpuSlot, cpu_plan, plan_slots, workers_per_gpu
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import Gradebook
 from deepgrade.profiles import resolve_profile
@@ -48,7 +51,7 @@ class FakeGrader:
     """Stands in for grade_submission: records calls and GPU slots, crashes on 'crash'."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str | None]] = []
+        self.calls: list[tuple[str, GpuSlot | None]] = []
         self.lock = threading.Lock()
 
     def __call__(self, submission: Submission, settings: GradeSettings) -> SubmissionResult:
@@ -112,10 +115,11 @@ def test_batch_is_resumable(
 def test_gpus_are_shared_out_to_workers(
     tmp_path: Path, settings: GradeSettings, submissions: list[Submission], fake: FakeGrader
 ) -> None:
+    plan = plan_slots(2, _views(tmp_path), fraction=0.0, profile="smoke")
     with Gradebook(tmp_path / "gb.db") as book:
-        runner.grade_batch(submissions, settings, book, workers=2, gpus=("0", "1"))
-    assert {gpu for _, gpu in fake.calls} <= {"0", "1"}
-    assert all(gpu is not None for _, gpu in fake.calls)
+        runner.grade_batch(submissions, settings, book, slots=plan)
+    assert {slot.gpu.index for _, slot in fake.calls if slot is not None} <= {0, 1}
+    assert all(slot is not None for _, slot in fake.calls)
 
 
 def test_no_sandbox_refuses_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,26 +134,27 @@ def test_no_sandbox_refuses_before_any_work(monkeypatch: pytest.MonkeyPatch) -> 
 # ---------------------------------------------------------------- GPU slots from the profile
 
 
-def test_slots_follow_the_profiles_fraction_of_a_gpu() -> None:
-    from deepgrade.gpuslots import plan_slots, workers_per_gpu
+def _views(tmp_path: Path, count: int = 2) -> list[nvidia.SandboxGpu]:
+    host = nvidia.read_host(**make_gpu_tree(tmp_path / "driver", count))
+    return [nvidia.sandbox_view(host, gpu) for gpu in host.gpus]
 
+
+def test_slots_follow_the_profiles_fraction_of_a_gpu(tmp_path: Path) -> None:
     assert [workers_per_gpu(f) for f in (1.0, 0.5, 0.3, 0.25, 0.2)] == [1, 2, 3, 4, 5]
-    quarter = plan_slots(10, ("0", "1"), 0.25, "full")
-    assert sorted(quarter.slots) == ["0"] * 4 + ["1"] * 4
+    views = _views(tmp_path)
+    quarter = plan_slots(10, views, fraction=0.25, profile="full")
+    assert len(quarter.slots) == 8
     assert "2 GPU(s) hold 8 worker(s), so 8 run instead of 10" in quarter.note
-    assert plan_slots(3, ("0", "1"), 0.25, "full") == plan_slots(3, ("0", "1"), 0.25, "x")
-    assert plan_slots(3, ("0", "1"), 0.25, "full").slots == ("0", "1", "0")
-    assert plan_slots(3, ("0", "1"), 0.25, "full").note == ""
-    whole = plan_slots(4, ("7",), 1.0, "full")
-    assert whole.slots == ("7",) and "so 1 run instead of 4" in whole.note
-    # The CPU is fine: the given GPUs are shared round robin, no cap.
-    assert plan_slots(3, ("0", "1"), 0.0, "smoke").slots == ("0", "1", "0")
-    # A GPU asked for and none given: the CPU, said once.
-    cpu = plan_slots(2, (), 0.25, "full")
+    three = plan_slots(3, views, fraction=0.25, profile="full")
+    assert [s.gpu.index for s in three.slots if s] == [0, 1, 0] and three.note == ""
+    whole = plan_slots(4, views[:1], fraction=1.0, profile="full")
+    assert len(whole.slots) == 1 and "1 GPU(s) hold 1 worker(s)" in whole.note
+    assert plan_slots(3, views, fraction=0.0, profile="smoke").note == ""
+    cpu = plan_slots(2, [], fraction=0.25, profile="full")
     assert cpu.slots == (None, None)
     assert cpu.note.startswith("the full profile asks for 0.25 of a GPU per worker and no --gpus")
-    assert plan_slots(0, (), 0.0, "smoke") == plan_slots(1, (), 0.0, "smoke")
-    assert plan_slots(1, (), 0.0, "smoke").note == ""
+    assert plan_slots(0, [], fraction=0.0, profile="smoke") == cpu_plan(1)
+    assert cpu_plan(1).note == ""
 
 
 class Concurrency:
@@ -157,16 +162,17 @@ class Concurrency:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.now: dict[str | None, int] = {}
-        self.most: dict[str | None, int] = {}
+        self.now: dict[int | None, int] = {}
+        self.most: dict[int | None, int] = {}
 
     def __call__(self, submission: Submission, settings: GradeSettings) -> SubmissionResult:
+        gpu = settings.gpu.gpu.index if settings.gpu is not None else None
         with self.lock:
-            self.now[settings.gpu] = self.now.get(settings.gpu, 0) + 1
-            self.most[settings.gpu] = max(self.most.get(settings.gpu, 0), self.now[settings.gpu])
+            self.now[gpu] = self.now.get(gpu, 0) + 1
+            self.most[gpu] = max(self.most.get(gpu, 0), self.now[gpu])
         time.sleep(0.05)
         with self.lock:
-            self.now[settings.gpu] -= 1
+            self.now[gpu] -= 1
         return FakeGrader()(submission, settings)
 
 
@@ -183,11 +189,10 @@ def test_a_gpu_never_runs_more_workers_than_the_profile_allows(
         path.write_text(str(index))
         subs.append(Submission(f"s{index}", path))
     with Gradebook(tmp_path / "gb.db") as book:
-        results = runner.grade_batch(
-            subs, replace(settings, profile=whole_gpu), book, workers=6, gpus=("0", "1")
-        )
+        plan = plan_slots(6, _views(tmp_path), fraction=whole_gpu.gpus, profile="full")
+        results = runner.grade_batch(subs, replace(settings, profile=whole_gpu), book, slots=plan)
     assert len(results) == 8
-    assert set(grader.most) <= {"0", "1"} and all(n == 1 for n in grader.most.values())
+    assert set(grader.most) <= {0, 1} and all(n == 1 for n in grader.most.values())
 
 
 # ---------------------------------------------------------------- the batch as the CLI shows it
@@ -201,7 +206,7 @@ def _grade_folder(folder: Path, book: Path, **kwargs: Any) -> int:
         "exercise": "signs_cnn",
         "profile": "smoke",
         "workers": 2,
-        "gpus": (),
+        "gpus": GpuRequest(),
         "gradebook_path": book,
         "unsafe": True,
         "force": False,

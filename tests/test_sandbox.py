@@ -48,7 +48,7 @@ def test_argv_network_mounts_and_gpu() -> None:
         ),
         tmpfs=(("/artifacts", 1024), ("/tmp", 2048)),
         network=True,
-        gpu_devices=("/dev/nvidia0", "/dev/nvidiactl"),
+        devices=(("/srv/dev/nvidia0", "/dev/nvidia0"), ("/dev/nvidiactl", "/dev/nvidiactl")),
         chdir="/out",
     )
     argv = bwrap_argv(spec, ["true"], "bwrap")
@@ -56,7 +56,10 @@ def test_argv_network_mounts_and_gpu() -> None:
     assert ("/tmp/venv", "/tmp/venv") in _pairs(argv, "--ro-bind")
     assert ("/srv/out", "/out") in _pairs(argv, "--bind")
     assert ("usr/lib", "/lib") in _pairs(argv, "--symlink")
-    assert _pairs(argv, "--dev-bind") == [("/dev/nvidia0",) * 2, ("/dev/nvidiactl",) * 2]
+    assert _pairs(argv, "--dev-bind") == [
+        ("/srv/dev/nvidia0", "/dev/nvidia0"),
+        ("/dev/nvidiactl", "/dev/nvidiactl"),
+    ]
     assert argv.index("/tmp/venv") > argv.index("/tmp")  # parents first
     sizes = {argv[i + 3]: argv[i + 1] for i, a in enumerate(argv) if a == "--size"}
     assert sizes["/artifacts"] == "1024" and sizes["/tmp"] == "2048"  # spec overrides default

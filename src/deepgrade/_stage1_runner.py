@@ -73,6 +73,34 @@ KNOWN_EXCEPTIONS = frozenset(
     "OutOfRangeError",
     "UnknownError",
 }
+GPU_PROBE_TIMEOUT_S = 300  # importing a backend and starting CUDA, on a loaded host
+GPU_STARTUP_FILE = ".ipython/profile_default/startup/00-deepgrade-gpu-memory.py"
+# The kernel's IPython runs this before the first cell: this run's share of its GPU, for the
+# backends that only take a cap in the process (JAX reads XLA_PYTHON_CLIENT_MEM_FRACTION).
+GPU_STARTUP = """\
+# Written by deepgrade before the kernel started: this run's share of its GPU.
+def _deepgrade_gpu_cap():
+    import os
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    megabytes = int(os.environ.get("DEEPGRADE_GPU_MEMORY_MB") or 0)
+    fraction = float(os.environ.get("DEEPGRADE_GPU_MEMORY_FRACTION") or 0)
+    if backend == "tensorflow" and megabytes:
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            config = tf.config.LogicalDeviceConfiguration(memory_limit=megabytes)
+            tf.config.set_logical_device_configuration(gpu, [config])
+    elif backend == "torch" and fraction:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_per_process_memory_fraction(fraction)
+
+
+_deepgrade_gpu_cap()
+del _deepgrade_gpu_cap
+"""
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,79}")
 
@@ -615,6 +643,38 @@ def _execute(args: argparse.Namespace, run: Run, usage: CellUsage) -> None:
             traceback.print_exc()
 
 
+def gpu_problem(probe: str) -> str:
+    """Empty when this run can use its GPU, else why not: `probe` (deepgrade/_gpu_probe.py) runs
+    in a child process before any student code, so the answer is the sandbox's, not theirs."""
+    import subprocess
+
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # a look, not a claim
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-B", probe], env=env, capture_output=True,
+            timeout=GPU_PROBE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the GPU check could not run: {exc}"
+    lines = done.stdout.decode("utf-8", errors="replace").strip().splitlines()
+    try:
+        found = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        found = {}
+    if not isinstance(found, dict) or "ok" not in found:
+        tail = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        return _one_line(f"the GPU check failed: {tail[-1] if tail else done.returncode}")
+    return "" if found["ok"] is True else _one_line(str(found.get("problem") or "unknown"))
+
+
+def install_gpu_cap(home: str) -> None:
+    """The kernel start-up file that caps this run's GPU memory (see GPU_STARTUP)."""
+    path = os.path.join(home, GPU_STARTUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(GPU_STARTUP)
+
+
 def _capped_notebook(nb: Any) -> bytes:
     nbformat: Any = __import__("nbformat")  # untyped library
 
@@ -691,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradetime-cells", type=int, default=0, help="the last N cells")
     parser.add_argument("--hidden-fd", type=int, help="the hidden values (JSON) to read")
     parser.add_argument("--student-artifacts", default="[]", help="JSON list of file names")
+    parser.add_argument("--gpu-probe", help="deepgrade/_gpu_probe.py: this run needs a GPU")
     args = parser.parse_args(argv)
 
     channel = _private_channel(args.tar_fd)
@@ -716,7 +777,13 @@ def main(argv: list[str] | None = None) -> int:
     timer.daemon = True
     timer.start()
     try:
-        _execute(args, run, usage)
+        problem = gpu_problem(args.gpu_probe) if args.gpu_probe else ""
+        if problem:  # the grader's doing, not the student's: never their timeout
+            run.end("grader_error", f"the GPU given to this run is not usable here: {problem}")
+        else:
+            if args.gpu_probe and os.environ.get("DEEPGRADE_GPU_MEMORY_FRACTION"):
+                install_gpu_cap(os.environ.get("HOME") or args.cwd)
+            _execute(args, run, usage)
     finally:
         timer.cancel()
         _kill_everything_else(args.sandboxed)

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from deepgrade.exercise import load_exercise
 from deepgrade.feedback import write_feedback
-from deepgrade.gpuslots import plan_slots
+from deepgrade.gpubatch import GpuRequest, GpuSetup, resolve_gpus
+from deepgrade.gpumonitor import GpuUsage
+from deepgrade.gpuslots import cpu_plan
 from deepgrade.grade import GradeSettings
-from deepgrade.gradebook import Gradebook
+from deepgrade.gradebook import BatchRecord, Gradebook
 from deepgrade.graderversion import grader_version
 from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
@@ -81,6 +84,7 @@ class BatchOutcome:
     graded: list[SubmissionResult]
     cached: list[SubmissionResult]
     note: str = ""
+    gpu_usage: tuple[GpuUsage, ...] = ()  # each GPU's busy % and memory over the batch
 
     def json_lines(self) -> list[str]:
         """One JSON line per submission, by student, each saying whether it was cached."""
@@ -95,10 +99,15 @@ def run_with_progress(
     gradebook: Gradebook,
     *,
     workers: int,
-    gpus: Sequence[str] = (),
+    gpu: GpuSetup | None = None,
     force: bool = False,
     console: Console,
 ) -> BatchOutcome:
+    """Grade with a progress bar; the batch (and its GPUs' figures) goes into the gradebook."""
+    profile = settings.profile
+    plan = gpu.plan if gpu is not None else cpu_plan(workers, profile.gpus, profile.name)
+    monitor = gpu.monitor() if gpu is not None else None
+    started = datetime.now(UTC)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -121,17 +130,33 @@ def run_with_progress(
                 cached.append(event.result)
             progress.update(task, completed=event.done, last=last)
 
-        graded = grade_batch(
-            submissions,
-            settings,
-            gradebook,
-            workers=workers,
-            gpus=gpus,
-            force=force,
-            on_event=on_event,
+        if monitor is not None:
+            monitor.start()
+        try:
+            graded = grade_batch(
+                submissions,
+                settings,
+                gradebook,
+                slots=plan,
+                monitor=monitor,
+                force=force,
+                on_event=on_event,
+            )
+        finally:
+            usage = monitor.stop() if monitor is not None else ()
+    gradebook.record_batch(
+        BatchRecord(
+            exercise=settings.spec.name,
+            profile=profile.name,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            workers=len(plan.slots),
+            graded=len(graded),
+            cached=len(cached),
+            gpu_usage=tuple(u.to_json() for u in usage),
         )
-    plan = plan_slots(workers, gpus, settings.profile.gpus, settings.profile.name)
-    return BatchOutcome(graded, sorted(cached, key=lambda r: r.student), plan.note)
+    )
+    return BatchOutcome(graded, sorted(cached, key=lambda r: r.student), plan.note, usage)
 
 
 def grade_folder(
@@ -141,7 +166,7 @@ def grade_folder(
     exercise: str,
     profile: str,
     workers: int,
-    gpus: Sequence[str],
+    gpus: GpuRequest,
     gradebook_path: Path | None,
     unsafe: bool,
     force: bool,
@@ -154,8 +179,9 @@ def grade_folder(
     runs = workdir or project.root / ".deepgrade" / "runs"
     settings = batch_settings(
         project, exercise, profile, runs, unsafe, cell_timeout_s,
-        allow_unlimited=allow_unlimited, gpus=bool(gpus),
+        allow_unlimited=allow_unlimited, gpus=bool(gpus.ids),
     )  # fmt: skip
+    gpu = resolve_gpus(gpus, workers, settings.profile.spec)  # refused before any work
     found = discover(folder, settings.spec.notebook)
     # Paths are students' names: never read as markup, never wrapped (a path split over two
     # lines cannot be found or copied).
@@ -172,7 +198,7 @@ def grade_folder(
             settings,
             book,
             workers=workers,
-            gpus=gpus,
+            gpu=gpu,
             force=force,
             console=console,
         )
@@ -187,6 +213,8 @@ def grade_folder(
         print_results(outcome.graded, f"{exercise} ({profile})", console)
     if outcome.note:
         console.print(f"[yellow]{escape(outcome.note)}[/]")
+    for usage in outcome.gpu_usage:
+        console.print(escape(usage.describe()), soft_wrap=True)
     if pages:
         console.print(f"feedback pages: {len(pages)} under {feedback}", soft_wrap=True)
     old = [r for r in outcome.cached if r.grader_version != settings.grader_version]

@@ -31,6 +31,17 @@ EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _project(args: argparse.Namespace) -> Project:
     return Project(Path(args.root).resolve()) if args.root else Project.find()
 
@@ -98,6 +109,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from deepgrade.batch import grade_folder
+    from deepgrade.gpubatch import GpuRequest
 
     return grade_folder(
         _project(args),
@@ -105,7 +117,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         exercise=args.exercise,
         profile=args.profile,
         workers=args.workers,
-        gpus=tuple(g for g in (args.gpus or "").split(",") if g),
+        gpus=GpuRequest.parse(args.gpus, args.per_gpu),
         gradebook_path=Path(args.gradebook) if args.gradebook else None,
         unsafe=args.unsafe,
         force=args.force,
@@ -315,13 +327,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     import json
 
-    from deepgrade import hostcheck
+    from deepgrade import gpudoctor, hostcheck, nvidia
 
     host = hostcheck.current()
+    driver = nvidia.read_host()
+    probe = None if args.no_gpu_probe else gpudoctor.probe_in_sandbox
+    gpus = gpudoctor.gpu_reports(driver, probe=probe)
     if args.json:
-        print(json.dumps(host.to_json(), indent=2))
+        print(json.dumps({**host.to_json(), "gpus": [g.to_json() for g in gpus]}, indent=2))
     else:
-        print("\n".join(hostcheck.describe(host)))
+        lines = hostcheck.describe(host)
+        lines[-1:-1] = gpudoctor.describe(driver, gpus)  # before the verdict, the last line
+        print("\n".join(lines))
     return EXIT_GRADER_FAILED if host.refusal() else EXIT_OK
 
 
@@ -375,7 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--exercise", required=True)
     grade.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
     grade.add_argument("--workers", type=int, default=1, help="submissions graded at once")
-    grade.add_argument("--gpus", help="comma-separated GPU ids shared out to workers")
+    grade.add_argument(
+        "--gpus", help="GPUs to grade on: indices as nvidia-smi lists them, or UUIDs (0,1)"
+    )
+    grade.add_argument(
+        "--per-gpu",
+        type=_positive,
+        metavar="K",
+        help="runs sharing one GPU, each capped to its share of the memory (default: the "
+        "profile's gpu_memory_mb or gpus)",
+    )
     grade.add_argument("--gradebook", help="SQLite file (default: .deepgrade/gradebook.db)")
     grade.add_argument("--force", action="store_true", help="re-grade already graded content")
     grade.add_argument("--unsafe", action="store_true", help="no sandbox: trusted code only")
@@ -481,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", help="what this host enforces, and how to fix what it lacks")
     doc.add_argument("--json", action="store_true", help="the report as JSON")
+    doc.add_argument(
+        "--no-gpu-probe", action="store_true", help="list the GPUs without trying each in a sandbox"
+    )
     doc.set_defaults(func=cmd_doctor)
     return parser
 

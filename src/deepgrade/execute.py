@@ -11,7 +11,6 @@ win over whatever the runner reported, since code inside could have influenced t
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -24,9 +23,11 @@ from typing import Any
 
 from deepgrade import limits, sandbox
 from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.gpuslots import GpuSlot
 from deepgrade.results import ExecutionResult, Verdict
 
 RUNNER = Path(__file__).with_name("_stage1_runner.py")
+GPU_PROBE = Path(__file__).with_name("_gpu_probe.py")
 OPT = "/opt/deepgrade"
 DATA_DIR = "/data"
 ARTIFACT_DIR = "/artifacts"
@@ -35,7 +36,7 @@ GRACE_S = 30  # past the notebook deadline: the runner's own cleanup and tar
 NOTEBOOK_ALLOWANCE_MB = 64  # executed notebook + status on top of the artifact cap
 LOG_TAIL_CHARS = 4000
 STARTED = b"stage1: runner started"
-PASSTHROUGH_ENV = ("KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "TF_DETERMINISTIC_OPS")
+PASSTHROUGH_ENV = ("KERAS_BACKEND", "TF_DETERMINISTIC_OPS")
 MIB = 1024 * 1024
 # TensorFlow splits its CPU work by thread count, so the same seed trains differently with 1, 2
 # or 4 threads; by default that count is the host's CPUs. Pinned, a grade is the same on a
@@ -57,8 +58,12 @@ def reproducible_env() -> dict[str, str]:
     }
 
 
-def kernel_env(home: str, gpu: str | None = None) -> dict[str, str]:
-    """The whole environment of the runner and kernel: nothing of the grader's leaks in."""
+def kernel_env(home: str, gpu: GpuSlot | None = None) -> dict[str, str]:
+    """The whole environment of the runner and kernel: nothing of the grader's leaks in.
+
+    A run on the CPU sees no GPU even where one exists (unsafe mode); a run on a GPU gets its
+    CUDA variables and memory cap (gpuslots.GpuSlot.kernel_env).
+    """
     venv_bin = str(Path(sys.executable).parent)  # not resolved: the venv's bin, not the base
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
@@ -75,19 +80,8 @@ def kernel_env(home: str, gpu: str | None = None) -> dict[str, str]:
         **reproducible_env(),
     }
     env.update({k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ})
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env.update(gpu.kernel_env() if gpu is not None else {"CUDA_VISIBLE_DEVICES": ""})
     return env
-
-
-def gpu_device_nodes() -> tuple[str, ...]:
-    """Every NVIDIA device node (control, UVM, MIG caps and the GPUs).
-
-    All GPUs are passed and CUDA_VISIBLE_DEVICES picks the worker's one: CUDA enumerates
-    devices through the driver, and hiding nodes without also masking /proc/driver/nvidia
-    breaks that enumeration.
-    """
-    return tuple(sorted(glob.glob("/dev/nvidia*")))
 
 
 @dataclass(frozen=True)
@@ -102,6 +96,7 @@ class _Job:
     hidden_fd: int | None = None  # a pipe holding the hidden values (JSON)
     gradetime_cells: int = 0  # the notebook's last N cells are the grader's
     student_artifacts: tuple[str, ...] = ()  # frozen when the grader's cells start
+    gpu_probe: str | None = None  # where _gpu_probe.py is: the run needs its GPU
 
     def argv(
         self, runner: str, notebook: str, artifacts: str, cwd: str, sandboxed: bool
@@ -115,6 +110,7 @@ class _Job:
         argv += ["--gradetime-cells", str(self.gradetime_cells)]
         argv += ["--student-artifacts", json.dumps(list(self.student_artifacts))]
         argv += ["--hidden-fd", str(self.hidden_fd)] if self.hidden_fd is not None else []
+        argv += ["--gpu-probe", self.gpu_probe] if self.gpu_probe else []
         return argv + (["--sandboxed"] if sandboxed else [])
 
 
@@ -128,7 +124,7 @@ class _Plan:
     where: str
 
 
-def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: str | None) -> _Plan:
+def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: GpuSlot | None) -> _Plan:
     bwrap = sandbox.find_bwrap()
     if bwrap is None:
         raise SandboxUnavailable(
@@ -137,6 +133,9 @@ def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: str | No
         )
     job = replace(job, params={**job.params, "DATA_DIR": DATA_DIR, "ARTIFACT_DIR": ARTIFACT_DIR})
     runner, submission = f"{OPT}/stage1_runner.py", f"{OPT}/submission.ipynb"
+    probe = f"{OPT}/gpu_probe.py"
+    if gpu is not None:
+        job = replace(job, gpu_probe=probe)
     inner = job.argv(runner, submission, ARTIFACT_DIR, sandbox.SANDBOX_HOME, sandboxed=True)
     mounts = [
         *sandbox.python_mounts(),
@@ -144,18 +143,26 @@ def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: str | No
         sandbox.Mount(notebook.resolve(), submission),
         *(sandbox.Mount(path, f"{DATA_DIR}/{path.name}") for path in data),
     ]
+    tmpfs = [(ARTIFACT_DIR, job.cap_bytes)]
+    devices: tuple[tuple[str, str], ...] = ()
+    if gpu is not None:  # its GPU only: one node, the control nodes, its driver entries
+        mounts += [sandbox.Mount(GPU_PROBE.resolve(), probe), *gpu.view.mounts]
+        tmpfs += gpu.view.masks
+        devices = gpu.view.devices
     spec = sandbox.SandboxSpec(
         mounts=tuple(mounts),
-        tmpfs=((ARTIFACT_DIR, job.cap_bytes),),
+        tmpfs=tuple(tmpfs),
         env=kernel_env(sandbox.SANDBOX_HOME, gpu),
-        gpu_devices=gpu_device_nodes() if gpu is not None else (),
+        devices=devices,
     )
     where = "sandbox: bubblewrap, no network, read-only system and data"
+    if gpu is not None:
+        where += f", {gpu.gpu.label} only"
     return _Plan(sandbox.bwrap_argv(spec, inner, bwrap), None, None, where)
 
 
 def _unsafe_plan(
-    job: _Job, notebook: Path, data: Sequence[Path], gpu: str | None, root: Path
+    job: _Job, notebook: Path, data: Sequence[Path], gpu: GpuSlot | None, root: Path
 ) -> _Plan:
     """The same runner on the host, for trusted notebooks: real folders under `root`."""
     for sub in ("home", "artifacts", "data"):
@@ -164,7 +171,9 @@ def _unsafe_plan(
         (root / "data" / path.name).symlink_to(path)
     artifacts, home = root / "artifacts", root / "home"
     job = replace(
-        job, params={**job.params, "DATA_DIR": str(root / "data"), "ARTIFACT_DIR": str(artifacts)}
+        job,
+        params={**job.params, "DATA_DIR": str(root / "data"), "ARTIFACT_DIR": str(artifacts)},
+        gpu_probe=str(GPU_PROBE) if gpu is not None else None,
     )
     argv = job.argv(
         str(RUNNER), str(notebook.resolve()), str(artifacts), str(home), sandboxed=False
@@ -320,7 +329,7 @@ def execute_notebook(
     memory_mb: int,
     artifact_cap_mb: int,
     unsafe: bool = False,
-    gpu: str | None = None,
+    gpu: GpuSlot | None = None,
     on_event: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
     hidden: Mapping[str, Any] | None = None,

@@ -39,6 +39,7 @@ class ProfileSpec:
     artifact_cap_mb: int
     thresholds: Mapping[str, float]
     gpus: float = 0.0  # fraction of one GPU a worker needs, 0..1 (0: CPU is fine)
+    gpu_memory_mb: int | None = None  # GPU memory one run may take; sets how many share a GPU
     # Sizes of the synthetic look-alikes per data set (smoke runs on small ones), e.g.
     # {"cifar10": {"n_train": 2000, "n_test": 500}}; empty: the real files' sizes.
     data_sizes: Mapping[str, Mapping[str, int]] = field(
@@ -128,6 +129,14 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         raise InputError(
             path, f"{where}: gpus is the fraction of one GPU a worker needs, 0 to 1; got {gpus!r}"
         )
+    gpu_memory = table.get("gpu_memory_mb")
+    if gpu_memory is not None and (
+        isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory <= 0
+    ):
+        raise InputError(
+            path, f"{where}: gpu_memory_mb is the GPU memory one run may take, a positive "
+            f"number of MB; got {gpu_memory!r}"
+        )  # fmt: skip
     sizes = table.get("data_sizes", {})
     if not isinstance(sizes, dict) or not all(
         isinstance(v, dict)
@@ -162,6 +171,7 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         data=data,
         thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
         gpus=float(gpus),
+        gpu_memory_mb=gpu_memory,
         **limits,
     )
 

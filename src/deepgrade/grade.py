@@ -23,6 +23,7 @@ from typing import Any
 from deepgrade import _stage1_runner, notebooks, redact
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
+from deepgrade.gpuslots import GpuSlot
 from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.runlog import read_histories, read_run_log
@@ -48,7 +49,7 @@ class GradeSettings:
     release_notebook: Path  # the grader's copy of the released notebook (locked cells)
     workdir: Path  # one sub-folder per submission is made here
     unsafe: bool = False
-    gpu: str | None = None
+    gpu: GpuSlot | None = None  # this worker's GPU share (gpuslots), None: the CPU
     cell_timeout_s: int | None = None  # overrides the profile's (e.g. a quick test of timeouts)
     # Set by the batch runner when the batch is interrupted: running sandboxes stop at once.
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)

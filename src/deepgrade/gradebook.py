@@ -12,8 +12,10 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deepgrade.errors import InputError
 from deepgrade.results import SubmissionResult
@@ -48,7 +50,33 @@ CREATE TABLE IF NOT EXISTS checks (
 );
 CREATE INDEX IF NOT EXISTS submissions_by_student
     ON submissions (exercise, profile, student, graded_at);
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    exercise TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    workers INTEGER NOT NULL,
+    graded INTEGER NOT NULL,
+    cached INTEGER NOT NULL,
+    gpu_json TEXT NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch as it ran: when, how many workers, what it graded, and each GPU's busy %
+    and memory peak (gpumonitor.GpuUsage.to_json), sampled by the host."""
+
+    exercise: str
+    profile: str
+    started_at: datetime
+    finished_at: datetime
+    workers: int
+    graded: int
+    cached: int = 0
+    gpu_usage: tuple[dict[str, Any], ...] = ()
 
 
 class Gradebook:
@@ -152,6 +180,46 @@ class Gradebook:
             {"exercise": exercise, "profile": profile},
         ).fetchall()
         return [(SubmissionResult.from_json(json.loads(r[0])), r[1]) for r in rows]
+
+    def record_batch(self, batch: BatchRecord) -> None:
+        """Store one batch's record (its submissions are stored one by one as they finish)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO batches (exercise, profile, started_at, finished_at, workers, "
+                "graded, cached, gpu_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.exercise,
+                    batch.profile,
+                    batch.started_at.isoformat(timespec="seconds"),
+                    batch.finished_at.isoformat(timespec="seconds"),
+                    batch.workers,
+                    batch.graded,
+                    batch.cached,
+                    json.dumps(list(batch.gpu_usage), sort_keys=True),
+                ),
+            )
+
+    def batches(self, exercise: str | None = None) -> list[BatchRecord]:
+        """The batches recorded, oldest first."""
+        rows = self._db.execute(
+            "SELECT exercise, profile, started_at, finished_at, workers, graded, cached, "
+            "gpu_json FROM batches WHERE (:exercise IS NULL OR exercise = :exercise) "
+            "ORDER BY id",
+            {"exercise": exercise},
+        ).fetchall()
+        return [
+            BatchRecord(
+                exercise=r[0],
+                profile=r[1],
+                started_at=datetime.fromisoformat(r[2]),
+                finished_at=datetime.fromisoformat(r[3]),
+                workers=r[4],
+                graded=r[5],
+                cached=r[6],
+                gpu_usage=tuple(json.loads(r[7])),
+            )
+            for r in rows
+        ]
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -406,12 +406,6 @@ def describe(host: HostLimits) -> list[str]:
         f"memory:      {host.memory}; with --gpus: {gpu_memory}",
         f"processes:   {host.processes}{root_note}",
         f"cpu time:    {cpu}",
-        "gpu devices: "
-        + (
-            " ".join(host.gpu_devices) + " (passed into the sandbox with --gpus)"
-            if host.gpu_devices
-            else "none"
-        ),
     ]
     for problem in host.problems:
         kind = "PROBLEM" if problem.blocking else "note"

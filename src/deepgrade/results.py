@@ -129,6 +129,11 @@ class SubmissionResult:
     peak_memory_mb: float | None = None  # stage 1's peak memory, where the host counts it
     model_summary: tuple[SummaryRow, ...] = ()  # stage 2's table of model.keras
     confusion: Confusion | None = None  # stage 2's, of model.keras on the grader's data
+    # Stage 1's GPU ("" on the CPU) and, sampled by the host (NVML), how busy and full that
+    # GPU was while this submission was graded: other runs on it count too.
+    gpu: str = ""
+    gpu_busy_pct: float | None = None
+    gpu_memory_peak_mb: float | None = None
 
     @property
     def points(self) -> float:

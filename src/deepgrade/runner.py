@@ -24,7 +24,8 @@ from dataclasses import dataclass, replace
 
 from deepgrade.borderline import rerun
 from deepgrade.errors import SandboxUnavailable
-from deepgrade.gpuslots import plan_slots
+from deepgrade.gpumonitor import GpuMonitor
+from deepgrade.gpuslots import GpuSlot, SlotPlan, cpu_plan
 from deepgrade.grade import GradeSettings, grade_submission
 from deepgrade.gradebook import Gradebook
 from deepgrade.limits import require as require_limits
@@ -58,16 +59,33 @@ def require_sandbox(unsafe: bool) -> None:
         )
 
 
-def _grade_safely(
-    submission: Submission, settings: GradeSettings, gpus: queue.Queue[str | None]
+def _with_gpu_usage(
+    result: SubmissionResult, slot: GpuSlot, monitor: GpuMonitor | None, start: float
 ) -> SubmissionResult:
-    gpu = gpus.get()
+    """The result with its GPU and, where sampled, how busy and full that GPU was meanwhile
+    (shared with the other runs on it: a figure about the GPU, not about the student)."""
+    busy, peak = (None, None)
+    if monitor is not None:
+        busy, peak = monitor.window(slot.gpu, start, monitor.clock())
+    return replace(result, gpu=slot.gpu.label, gpu_busy_pct=busy, gpu_memory_peak_mb=peak)
+
+
+def _grade_safely(
+    submission: Submission,
+    settings: GradeSettings,
+    slots: queue.Queue[GpuSlot | None],
+    monitor: GpuMonitor | None = None,
+) -> SubmissionResult:
+    slot = slots.get()
+    start = monitor.clock() if monitor is not None else 0.0
     try:
-        if gpu is not None:
-            settings = replace(settings, gpu=gpu)
+        if slot is not None:
+            settings = replace(settings, gpu=slot)
         result = grade_submission(submission, settings)
         if settings.profile.spec.borderline_auto:  # in the band: K more seeds, the median
             result = rerun(submission, settings, result, grade_submission)
+        if slot is not None:
+            result = _with_gpu_usage(result, slot, monitor, start)
         return result
     except Exception as exc:  # a grader bug on one submission must not stop the batch
         log.error("grading %s failed:\n%s", submission.path, traceback.format_exc())
@@ -86,7 +104,7 @@ def _grade_safely(
             source_path=str(submission.path),
         )
     finally:
-        gpus.put(gpu)
+        slots.put(slot)
 
 
 def grade_batch(
@@ -95,15 +113,19 @@ def grade_batch(
     gradebook: Gradebook,
     *,
     workers: int = 1,
-    gpus: Sequence[str] = (),
+    slots: SlotPlan | None = None,
+    monitor: GpuMonitor | None = None,
     force: bool = False,
     on_event: Callable[[BatchEvent], None] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade `submissions` with `workers` in parallel (at most what the GPUs hold, see
-    gpuslots); returns the results graded now. Already graded ones are skipped, their stored
-    result passed to `on_event` with `cached` set."""
+    """Grade `submissions` on the slots planned for the batch (gpubatch; default `workers`
+    on the CPU); returns the results graded now. Already graded ones are skipped, their stored
+    result passed to `on_event` with `cached` set. `monitor`, started by the caller, gives
+    each GPU result the busy % of its GPU while it was graded."""
+    plan = slots or cpu_plan(workers)
+    on_gpu = any(slot is not None for slot in plan.slots)
     require_sandbox(settings.unsafe)
-    require_limits(unsafe=settings.unsafe, allow_unlimited=settings.unlimited, gpu=bool(gpus))
+    require_limits(unsafe=settings.unsafe, allow_unlimited=settings.unlimited, gpu=on_gpu)
     notify = on_event or (lambda _event: None)
     total = len(submissions)
     todo = []
@@ -116,10 +138,9 @@ def grade_batch(
             notify(BatchEvent(submission, stored, done, total, cached=True))
         else:
             todo.append(submission)
-    plan = plan_slots(workers, gpus, settings.profile.gpus, settings.profile.name)
-    slots: queue.Queue[str | None] = queue.Queue()
-    for slot in plan.slots:  # one per worker, each pinned to its GPU (or the CPU)
-        slots.put(slot)
+    free: queue.Queue[GpuSlot | None] = queue.Queue()
+    for slot in plan.slots:  # one per worker, each pinned to its GPU share (or the CPU)
+        free.put(slot)
     cancel = threading.Event()
     settings = replace(settings, cancel=cancel)
     results: list[SubmissionResult] = []
@@ -127,7 +148,7 @@ def grade_batch(
     futures: dict[Future[SubmissionResult], Submission] = {}
     pool = ThreadPoolExecutor(max_workers=len(plan.slots))
     try:
-        futures = {pool.submit(_grade_safely, s, settings, slots): s for s in todo}
+        futures = {pool.submit(_grade_safely, s, settings, free, monitor): s for s in todo}
         for future in as_completed(futures):
             result = future.result()
             gradebook.record(result)

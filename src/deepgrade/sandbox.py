@@ -104,7 +104,8 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     chdir: str = SANDBOX_HOME
     network: bool = False
-    gpu_devices: tuple[str, ...] = ()  # device nodes passed through, e.g. /dev/nvidia0
+    # device nodes the sandbox may open, (host path, path inside), e.g. a GPU (see nvidia.py)
+    devices: tuple[tuple[str, str], ...] = ()
 
 
 def _depth(dest: str) -> int:
@@ -143,8 +144,8 @@ def bwrap_argv(spec: SandboxSpec, command: Sequence[str], bwrap: str | Bwrap) ->
         else:
             kind = "--bind" if mount.writable else "--ro-bind"
             ops.append((mount.dest, [kind, str(mount.host), mount.dest]))
-    for device in spec.gpu_devices:
-        ops.append((device, ["--dev-bind", device, device]))
+    for host, dest in spec.devices:
+        ops.append((dest, ["--dev-bind", host, dest]))
     for _, args in sorted(ops, key=lambda op: _depth(op[0])):  # stable: tmpfs before binds
         argv += args
     argv += ["--remount-ro", "/", "--chdir", spec.chdir, "--", *command]

@@ -200,6 +200,14 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "gpus", PROFILE, False, "0", "fraction of a GPU one grading worker needs", "gpus = 0.25"
     ),
     SpecKey(
+        "gpu_memory_mb",
+        PROFILE,
+        False,
+        "a share of the GPU",
+        "GPU memory one run may take, in MB: its cap, and how many runs share a GPU",
+        "gpu_memory_mb = 8192",
+    ),
+    SpecKey(
         "data_sizes",
         PROFILE,
         False,
