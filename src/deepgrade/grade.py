@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgrade import _stage1_runner, notebooks, redact
+from deepgrade.checks.warm import CheckServers
 from deepgrade.errors import DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.gpuslots import GpuSlot
@@ -55,6 +56,8 @@ class GradeSettings:
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     unlimited: bool = False  # --allow-unlimited on a host without memory/process limits
     grader_version: str = ""  # graderversion.grader_version of spec and release, set per batch
+    # The batch's warm stage-2 servers (checks.warm), set by the runner; None: a fresh process
+    checks: CheckServers | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.profile.exercise != self.spec.name:
@@ -294,7 +297,8 @@ def grade_submission(
         missing = missing_artifacts(stage1.artifacts_dir, settings.spec.artifacts)
         notify("check")
         started = time.perf_counter()
-        report = run_checks(
+        check = settings.checks.run_checks if settings.checks is not None else run_checks
+        report = check(
             settings.spec,
             settings.profile,
             stage1.artifacts_dir,

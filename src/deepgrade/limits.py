@@ -338,34 +338,68 @@ def _wait_unreaped(pid: int, timeout_s: float, cancel: threading.Event | None = 
         pause = min(pause * 2, 0.1)
 
 
-def run_limited(
+class LimitedProcess:
+    """A process tree started under the limits (start_limited): wait for it, talk to it, and
+    finish it, which kills whatever is left and reads what its cgroup counted."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], cgroup: _Cgroup | None, limits: Sequence[str]
+    ) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.limits = tuple(limits)
+        self._cgroup = cgroup
+        self._start = time.monotonic()
+        self._outcome: ProcessOutcome | None = None
+
+    def wait(self, timeout_s: float, cancel: threading.Event | None = None) -> bool:
+        """True once it exited (not reaped), False after `timeout_s`; Cancelled if `cancel`."""
+        return _wait_unreaped(self.pid, timeout_s, cancel)
+
+    def exited(self) -> bool:
+        return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+    def oom_kills(self) -> int:
+        """OOM kills in its cgroup so far (0 without one): a diff tells one request's."""
+        return self._cgroup.oom_kills() if self._cgroup is not None else 0
+
+    def finish(self, *, timed_out: bool = False) -> ProcessOutcome:
+        """Kill its group and every cgroup member, reap it, and say how it ended. Idempotent."""
+        if self._outcome is not None:
+            return self._outcome
+        try:
+            _kill_group(self.pid)  # the whole tree on timeout, else what it left behind
+            returncode = self.proc.wait()
+            seconds = time.monotonic() - self._start
+        finally:
+            oom, cpu, peak = False, None, None
+            if self._cgroup is not None:
+                self._cgroup.kill_all()
+                oom = self._cgroup.oom_kills() > 0
+                cpu = self._cgroup.cpu_seconds()
+                peak = self._cgroup.peak_memory_mb()
+                self._cgroup.remove()
+        self._outcome = ProcessOutcome(returncode, timed_out, oom, seconds, self.limits, cpu, peak)
+        return self._outcome
+
+
+def start_limited(
     argv: Sequence[str],
     *,
     timeout_s: float,
     memory_mb: int,
     max_pids: int = 512,
     file_size_mb: int,
-    stdout: BinaryIO,
-    stderr: BinaryIO,
+    stdout: BinaryIO | int,
+    stderr: BinaryIO | int,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     pass_fds: Sequence[int] = (),
     rlimit_as: bool = True,
-    cancel: threading.Event | None = None,
     host: HostLimits | None = None,
-) -> ProcessOutcome:
-    """Run `argv` to completion under the limits; nothing it started outlives the call.
-
-    The child leads its own session, so a timeout kills its whole process group; with a
-    cgroup every member is killed too, even those that left the group (a sandbox's
-    processes live in their own session). `pass_fds` are inherited (all others are closed).
-    Without a memory cgroup, RLIMIT_AS stands in unless `rlimit_as` is False (CUDA needs
-    huge address ranges): then memory is not limited, and the limits say so. Without a pids
-    cgroup, RLIMIT_NPROC allows the uid `max_pids` threads more than it runs now (the kernel
-    counts every process of the uid, and ignores the limit for root). `host` defaults to
-    this host as resolved once (hostcheck.current()). Raises LimitsUnavailable when the
-    host's cgroups refuse what the resolution promised.
-    """
+) -> LimitedProcess:
+    """Start `argv` under the limits (see run_limited) and return at once; the caller must
+    `finish()` it. `timeout_s` only goes into the limits' description: the caller waits."""
     host = host or hostcheck.current()
     cgroup = None
     if host.cgroup is not None:
@@ -403,7 +437,6 @@ def run_limited(
         if nproc is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
-    start = time.monotonic()
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -416,18 +449,49 @@ def run_limited(
             preexec_fn=in_child,  # joining the cgroup must happen before exec
             pass_fds=tuple(pass_fds),
         )
-        try:
-            timed_out = not _wait_unreaped(proc.pid, timeout_s, cancel)
-        finally:  # also when cancelled or on Ctrl-C: leave nothing running
-            _kill_group(proc.pid)  # the whole tree on timeout, else what it left behind
-            returncode = proc.wait()
-        seconds = time.monotonic() - start
-    finally:
-        oom, cpu, peak = False, None, None
+    except BaseException:
         if cgroup is not None:
-            cgroup.kill_all()
-            oom = cgroup.oom_kills() > 0
-            cpu = cgroup.cpu_seconds()
-            peak = cgroup.peak_memory_mb()
             cgroup.remove()
-    return ProcessOutcome(returncode, timed_out, oom, seconds, tuple(limits), cpu, peak)
+        raise
+    return LimitedProcess(proc, cgroup, limits)
+
+
+def run_limited(
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    max_pids: int = 512,
+    file_size_mb: int,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    pass_fds: Sequence[int] = (),
+    rlimit_as: bool = True,
+    cancel: threading.Event | None = None,
+    host: HostLimits | None = None,
+) -> ProcessOutcome:
+    """Run `argv` to completion under the limits; nothing it started outlives the call.
+
+    The child leads its own session, so a timeout kills its whole process group; with a
+    cgroup every member is killed too, even those that left the group (a sandbox's
+    processes live in their own session). `pass_fds` are inherited (all others are closed).
+    Without a memory cgroup, RLIMIT_AS stands in unless `rlimit_as` is False (CUDA needs
+    huge address ranges): then memory is not limited, and the limits say so. Without a pids
+    cgroup, RLIMIT_NPROC allows the uid `max_pids` threads more than it runs now (the kernel
+    counts every process of the uid, and ignores the limit for root). `host` defaults to
+    this host as resolved once (hostcheck.current()). Raises LimitsUnavailable when the
+    host's cgroups refuse what the resolution promised.
+    """
+    process = start_limited(
+        argv, timeout_s=timeout_s, memory_mb=memory_mb, max_pids=max_pids,
+        file_size_mb=file_size_mb, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+        pass_fds=pass_fds, rlimit_as=rlimit_as, host=host,
+    )  # fmt: skip
+    timed_out = False
+    try:
+        timed_out = not process.wait(timeout_s, cancel)
+    finally:  # also when cancelled or on Ctrl-C: leave nothing running
+        outcome = process.finish(timed_out=timed_out)
+    return outcome

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 from deepgrade.borderline import rerun
+from deepgrade.checks.warm import CheckServers
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.gpumonitor import GpuMonitor
 from deepgrade.gpuslots import GpuSlot, SlotPlan, cpu_plan
@@ -138,11 +139,28 @@ def grade_batch(
             notify(BatchEvent(submission, stored, done, total, cached=True))
         else:
             todo.append(submission)
+    cancel = threading.Event()
+    with CheckServers() as servers:  # stage 2 warm: one server per worker, closed with the batch
+        settings = replace(settings, cancel=cancel, checks=settings.checks or servers)
+        return _run_pool(todo, settings, gradebook, plan, monitor, notify, done, total)
+
+
+def _run_pool(
+    todo: Sequence[Submission],
+    settings: GradeSettings,
+    gradebook: Gradebook,
+    plan: SlotPlan,
+    monitor: GpuMonitor | None,
+    notify: Callable[[BatchEvent], None],
+    done: int,
+    total: int,
+) -> list[SubmissionResult]:
+    """The workers, each on its slot; results recorded as they arrive (see grade_batch)."""
+    assert settings.cancel is not None
+    cancel = settings.cancel
     free: queue.Queue[GpuSlot | None] = queue.Queue()
     for slot in plan.slots:  # one per worker, each pinned to its GPU share (or the CPU)
         free.put(slot)
-    cancel = threading.Event()
-    settings = replace(settings, cancel=cancel)
     results: list[SubmissionResult] = []
     recorded: set[Future[SubmissionResult]] = set()
     futures: dict[Future[SubmissionResult], Submission] = {}
