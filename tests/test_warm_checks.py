@@ -229,3 +229,33 @@ def test_unsafe_mode_runs_the_same_and_leaves_no_run_folder(tmp_path: Path) -> N
         server.close()
     assert [[c.points for c in r.checks] for r in reports] == [[2.0, 1.0, 1.0]] * 2
     assert set(Path("/tmp").glob("dg-checks-*")) == before
+
+
+HUNGRY = '''
+import pytest
+
+@pytest.mark.points(1)
+def test_first():
+    """Runs."""
+
+@pytest.mark.points(1)
+def test_hungry(artifacts_dir):
+    """Takes far more memory than the profile allows when the artifacts say so."""
+    if (artifacts_dir / "hungry").exists():
+        blocks = [bytearray(64 * 1024 * 1024) for _ in range(64)]  # 4 GiB, touched
+        assert blocks
+'''
+
+
+def test_a_child_out_of_memory_is_the_students_verdict(tmp_path: Path, bwrap: Any) -> None:
+    directory = _spec_dir(tmp_path, HUNGRY)
+    server = _server(tmp_path, directory)
+    try:
+        hungry = server.check(_artifacts(tmp_path, "h", {"hungry": ""}), workdir=tmp_path / "h1")
+        fine = server.check(_artifacts(tmp_path, "f", {"x": ""}), workdir=tmp_path / "f1")
+    finally:
+        server.close()
+    assert hungry.verdict is Verdict.ARTIFACT_REJECTED, hungry.error
+    assert "ran out of memory" in (hungry.error or "")
+    assert [c.passed for c in hungry.checks] == [True, False]
+    assert fine.verdict is None and server.starts == 1  # the kernel took the child, not the server
