@@ -331,3 +331,33 @@ def test_keras_lower_bound_is_past_the_published_safe_mode_bypasses(keras: Any) 
     assert len(bounds) == 1 and ">=" in bounds[0], bounds
     assert _version(bounds[0].split(">=")[1]) >= (3, 13, 2)
     assert _version(keras.__version__) >= _version(bounds[0].split(">=")[1])
+
+
+@pytest.mark.parametrize(
+    ("module", "class_name", "problem"),
+    [
+        ("keras.src.backend.torch.optimizers.torch_adam", "Adam", None),
+        ("keras.src.backend.jax.optimizers", "Adam", None),
+        ("keras.src.backend.torch.layers", "Adam", "custom class 'Adam'"),
+        ("keras.src.backend.torch.optimizers", "TFSMLayer", "TFSMLayer"),
+    ],
+)
+def test_backend_optimizers_pass_and_nothing_else_under_backend(
+    tmp_path: Path, keras: Any, module: str, class_name: str, problem: str | None
+) -> None:
+    """The PyTorch backend saves its Adam from its own module: graded like keras.optimizers'
+    (every backend's model gets the same points), while the backends' other modules stay
+    closed."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(0.001), loss="mse")
+    model.save(tmp_path / "m.keras")
+
+    def change(config: dict[str, Any]) -> None:
+        config["compile_config"]["optimizer"].update(module=module, class_name=class_name)
+
+    path = _rewrite_config(tmp_path / "m.keras", tmp_path / "changed.keras", change)
+    if problem is None:
+        artifacts.validate_model_file(path)
+    else:
+        with pytest.raises(InputError, match=problem):
+            artifacts.validate_model_file(path)

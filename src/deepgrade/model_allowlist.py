@@ -132,11 +132,17 @@ class Kind:
     names: frozenset[str]
     public: frozenset[str]  # e.g. keras.layers
     private: str  # e.g. keras.src.layers: the defining modules, which some versions write
+    # Other defining modules, e.g. the backend's own optimizer classes (the PyTorch backend's
+    # Adam is keras.src.backend.torch.optimizers.torch_adam.Adam): same names, same configs.
+    also_private: tuple[str, ...] = ()
 
     def module_ok(self, module: object) -> bool:
         if not isinstance(module, str):
             return False
-        private = module == self.private or module.startswith(self.private + ".")
+        private = any(
+            module == prefix or module.startswith(prefix + ".")
+            for prefix in (self.private, *self.also_private)
+        )
         return private or module in self.public
 
 
@@ -155,7 +161,11 @@ KINDS: dict[str, Kind] = {
         "constraint", CONSTRAINTS, frozenset({"keras.constraints"}), "keras.src.constraints"
     ),
     "optimizer": Kind(
-        "optimizer", OPTIMIZERS, frozenset({"keras.optimizers"}), "keras.src.optimizers"
+        "optimizer",
+        OPTIMIZERS,
+        frozenset({"keras.optimizers"}),
+        "keras.src.optimizers",
+        tuple(f"keras.src.backend.{name}.optimizers" for name in ("tensorflow", "jax", "torch")),
     ),
     "schedule": Kind(
         "learning-rate schedule",
