@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -137,3 +138,19 @@ class FakeNvml:
 
     def nvmlDeviceGetMemoryInfo(self, handle: str) -> FakeNvml._Memory:
         return self._Memory(self.total_mb * self.MIB, self.used_mb.get(handle, 0) * self.MIB)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Any:
+    """signs_cnn's smoke settings with no data files: for batch tests with a fake grader."""
+    from deepgrade.exercise import load_exercise
+    from deepgrade.grade import GradeSettings
+    from deepgrade.profiles import resolve_profile
+
+    spec = load_exercise(Path(__file__).resolve().parents[1] / "autograder", "signs_cnn")
+    return GradeSettings(
+        spec=spec,
+        profile=resolve_profile(spec, "smoke", data_files=()),
+        release_notebook=tmp_path / "release.ipynb",
+        workdir=tmp_path / "runs",
+    )

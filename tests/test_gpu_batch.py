@@ -17,7 +17,6 @@ from deepgrade.gpubatch import GpuRequest, resolve_gpus
 from deepgrade.gpumonitor import GpuMonitor
 from deepgrade.grade import GradeSettings
 from deepgrade.gradebook import BatchRecord, Gradebook
-from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
@@ -96,44 +95,34 @@ def test_resolving_the_batchs_gpus(tmp_path: Path) -> None:
     assert GpuRequest.parse(" 0, ,1 ") == GpuRequest(("0", "1"))
 
 
-def _settings(tmp_path: Path) -> GradeSettings:
-    spec = load_exercise(ROOT / "autograder", "signs_cnn")
-    return GradeSettings(
-        spec=spec,
-        profile=resolve_profile(spec, "smoke", data_files=()),
-        release_notebook=tmp_path / "release.ipynb",
-        workdir=tmp_path / "runs",
-    )
-
-
 def test_gpu_results_carry_their_gpu_and_how_busy_it_was(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: GradeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     host = _gpus(tmp_path)
     nvml, clock = FakeNvml(), Clock()
     for uuid in GPU_UUIDS:
         nvml.busy[uuid], nvml.used_mb[uuid] = 80.0, 12000
     setup = resolve_gpus(
-        GpuRequest.parse("0,1", per_gpu=1), 2, _settings(tmp_path).profile.spec,
+        GpuRequest.parse("0,1", per_gpu=1), 2, settings.profile.spec,
         read_host=lambda: host, make_nodes=lambda h, g: h, nvml_loader=lambda: nvml,
     )  # fmt: skip
     monitor = GpuMonitor(nvml, setup.plan.gpus, interval_s=3600, clock=clock)
     seen: list[tuple[str, int, str]] = []
     lock = threading.Lock()
 
-    def grade(submission: Submission, settings: GradeSettings) -> SubmissionResult:
-        assert settings.gpu is not None
+    def grade(submission: Submission, job: GradeSettings) -> SubmissionResult:
+        assert job.gpu is not None
         with lock:
             seen.append(
                 (
                     submission.student,
-                    settings.gpu.gpu.index,
-                    settings.gpu.view.env["CUDA_VISIBLE_DEVICES"],
+                    job.gpu.gpu.index,
+                    job.gpu.view.env["CUDA_VISIBLE_DEVICES"],
                 )
             )
         check = CheckResult("t.py::test_x", "X", 1.0, 1.0, True)
         return SubmissionResult(
-            submission.student, settings.spec.name, settings.profile.name,
+            submission.student, job.spec.name, job.profile.name,
             submission.content_hash, Verdict.GRADED, "", (check,), 1.0, 1.0,
         )  # fmt: skip
 
@@ -145,9 +134,7 @@ def test_gpu_results_carry_their_gpu_and_how_busy_it_was(
         (tmp_path / f"{name}.ipynb").write_text(name)
         subs.append(Submission(name, tmp_path / f"{name}.ipynb"))
     with monitor, Gradebook(tmp_path / "gb.db") as book:
-        results = runner.grade_batch(
-            subs, _settings(tmp_path), book, slots=setup.plan, monitor=monitor
-        )
+        results = runner.grade_batch(subs, settings, book, slots=setup.plan, monitor=monitor)
     assert {index for _, index, _ in seen} <= {0, 1}
     assert all(uuid == GPU_UUIDS[index] for _, index, uuid in seen)
     for result in results:

@@ -14,7 +14,6 @@ from conftest import make_gpu_tree
 
 from deepgrade import nvidia, runner
 from deepgrade.errors import SandboxUnavailable
-from deepgrade.exercise import load_exercise
 from deepgrade.gpubatch import GpuRequest
 from deepgrade.gpuslots import GpuSlot, cpu_plan, plan_slots, workers_per_gpu
 from deepgrade.grade import GradeSettings
@@ -24,17 +23,6 @@ from deepgrade.results import CheckResult, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> GradeSettings:
-    spec = load_exercise(ROOT / "autograder", "signs_cnn")
-    return GradeSettings(
-        spec=spec,
-        profile=resolve_profile(spec, "smoke", data_files=()),
-        release_notebook=tmp_path / "release.ipynb",
-        workdir=tmp_path / "runs",
-    )
 
 
 @pytest.fixture

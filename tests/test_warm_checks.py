@@ -75,8 +75,11 @@ def test_snoop(artifacts_dir):
     pytest.fail(json.dumps(facts))
 '''
 
-KILLS_SERVER = '''
-import os, signal
+
+def _when_told(name: str, action: str) -> str:
+    """Two checks; the second does `action` when the artifacts hold a file called `name`."""
+    return f'''
+import os, signal, time
 import pytest
 
 @pytest.mark.points(1)
@@ -84,12 +87,14 @@ def test_first():
     """Runs."""
 
 @pytest.mark.points(1)
-def test_kill(artifacts_dir):
-    """Kills its parent when told to by the artifacts."""
-    if (artifacts_dir / "kill").exists():
-        os.kill(os.getppid(), signal.SIGKILL)
-        import time; time.sleep(30)
+def test_{name}(artifacts_dir):
+    """Does something hostile when told to by the artifacts."""
+    if (artifacts_dir / "{name}").exists():
+        {action}
 '''
+
+
+KILLS_SERVER = _when_told("kill", "os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)")
 
 SLOW = '''
 import time
@@ -231,20 +236,7 @@ def test_unsafe_mode_runs_the_same_and_leaves_no_run_folder(tmp_path: Path) -> N
     assert set(Path("/tmp").glob("dg-checks-*")) == before
 
 
-HUNGRY = '''
-import pytest
-
-@pytest.mark.points(1)
-def test_first():
-    """Runs."""
-
-@pytest.mark.points(1)
-def test_hungry(artifacts_dir):
-    """Takes far more memory than the profile allows when the artifacts say so."""
-    if (artifacts_dir / "hungry").exists():
-        blocks = [bytearray(64 * 1024 * 1024) for _ in range(64)]  # 4 GiB, touched
-        assert blocks
-'''
+HUNGRY = _when_told("hungry", "assert [bytearray(64 * 1024 * 1024) for _ in range(64)]")  # 4 GiB
 
 
 def test_a_child_out_of_memory_is_the_students_verdict(tmp_path: Path, bwrap: Any) -> None:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import deepgrade
 from deepgrade.checks.snapshots import decode_snapshot
@@ -54,6 +54,9 @@ from deepgrade.limits import ProcessOutcome, run_limited
 from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, CheckResult, Verdict
 
+if TYPE_CHECKING:
+    from deepgrade.sandbox import Bwrap, Mount
+
 __all__ = ["CHECK_TIMEOUT_S", "run_checks", "static_checks"]
 
 CHECK_TIMEOUT_S = 300  # loading three small models and predicting takes seconds
@@ -62,6 +65,8 @@ MAX_PIDS = 1024  # TensorFlow's thread pools count as pids
 LIB = "/opt/deepgrade/lib"
 INI = "[pytest]\n# deepgrade's own config: the course repository's settings never apply.\n"
 USAGE_IN_SANDBOX = "/stage1/usage.json"
+EXERCISE_IN_SANDBOX = "/opt/deepgrade/checks/{name}"
+INI_IN_SANDBOX = "/opt/deepgrade/pytest.ini"
 PROFILE_IN_SANDBOX = "/stage2/profile.json"
 
 
@@ -132,6 +137,38 @@ def _data_dir(data_files: Sequence[Path], out: Path) -> Path:
     return folder
 
 
+def require_bwrap() -> Bwrap:
+    """The sandbox stage 2 runs in; SandboxUnavailable where bubblewrap cannot run."""
+    from deepgrade.sandbox import find_bwrap
+
+    bwrap = find_bwrap()
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "bubblewrap cannot create a sandbox here; the hidden checks read student-made "
+            "files, so they run sandboxed unless --unsafe is given"
+        )
+    return bwrap
+
+
+def shared_mounts(
+    spec: ExerciseSpec, data_files: Sequence[Path], ini: Path, empty: Path
+) -> list[Mount]:
+    """What every stage-2 sandbox of `spec` sees: the interpreter, deepgrade's package, the
+    exercise's checks, an empty pytest config and the data files (an empty /data without)."""
+    from deepgrade.sandbox import Mount, python_mounts
+
+    mounts = [
+        *python_mounts(),
+        Mount(Path(deepgrade.__file__).parent, f"{LIB}/deepgrade"),
+        Mount(spec.directory.resolve(), EXERCISE_IN_SANDBOX.format(name=spec.name)),
+        Mount(ini, INI_IN_SANDBOX),
+        *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
+    ]
+    if not data_files:
+        mounts.append(Mount(empty, "/data"))  # empty, read-only
+    return mounts
+
+
 def _sandboxed_argv(
     spec: ExerciseSpec,
     profile_file: Path,
@@ -142,41 +179,22 @@ def _sandboxed_argv(
     empty: Path,
     usage: Path,
 ) -> list[str]:
-    from deepgrade.sandbox import (
-        SANDBOX_HOME,
-        Mount,
-        SandboxSpec,
-        bwrap_argv,
-        find_bwrap,
-        python_mounts,
-    )
+    from deepgrade.sandbox import SANDBOX_HOME, Mount, SandboxSpec, bwrap_argv
 
-    bwrap = find_bwrap()
-    if bwrap is None:
-        raise SandboxUnavailable(
-            "bubblewrap cannot create a sandbox here; the hidden checks read student-made "
-            "files, so they run sandboxed unless --unsafe is given"
-        )
-    exercise = f"/opt/deepgrade/checks/{spec.name}"
+    bwrap = require_bwrap()
     mounts = [
-        *python_mounts(),
-        Mount(Path(deepgrade.__file__).parent, f"{LIB}/deepgrade"),
-        Mount(spec.directory.resolve(), exercise),
-        Mount(ini, "/opt/deepgrade/pytest.ini"),
+        *shared_mounts(spec, data_files, ini, empty),
         Mount(artifacts_dir.resolve(), "/artifacts"),
-        *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
         Mount(usage, USAGE_IN_SANDBOX),
         Mount(profile_file, PROFILE_IN_SANDBOX),
     ]
-    if not data_files:
-        mounts.append(Mount(empty, "/data"))  # empty, read-only
     sandbox = SandboxSpec(mounts=tuple(mounts), env=_env(LIB, SANDBOX_HOME))
     command = _command(
-        exercise,
+        EXERCISE_IN_SANDBOX.format(name=spec.name),
         "/artifacts",
         "/data",
         results_fd,
-        "/opt/deepgrade/pytest.ini",
+        INI_IN_SANDBOX,
         PROFILE_IN_SANDBOX,
     )
     command.insert(-1, f"--dg-stage1-usage={USAGE_IN_SANDBOX}")

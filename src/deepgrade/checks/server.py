@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepgrade._stage1_runner import _descendants, _in_sandbox_namespace
+
 PR_SET_DUMPABLE = 4
 MAX_REQUEST_BYTES = 1 << 20
 FDS_PER_REQUEST = 3  # the results pipe's write end, the artifacts tar, the pytest log
@@ -58,31 +60,6 @@ def _preload() -> None:
     import pytest  # noqa: F401
 
     import deepgrade.checks.plugin  # noqa: F401
-
-
-def _in_sandbox_namespace(sandboxed: bool) -> bool:
-    try:
-        init = Path("/proc/1/comm").read_text().strip()
-    except OSError:
-        init = ""
-    return sandboxed and os.getpid() != 1 and init == "bwrap"
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()
-                if len(fields) > 1:
-                    parents[int(name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
-    return found
 
 
 def _clean_up(sandboxed: bool) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import deepgrade
 from deepgrade.checks import runner as cold
 from deepgrade.checks.verify import Channel, static_checks
-from deepgrade.errors import Cancelled, DeepgradeError, InputError, SandboxUnavailable
+from deepgrade.errors import Cancelled, DeepgradeError, InputError
 from deepgrade.exercise import ExerciseSpec
 from deepgrade.limits import LimitedProcess, ProcessOutcome, start_limited
 from deepgrade.profiles import GradingProfile
@@ -40,7 +40,6 @@ SERVER_ALLOWANCE_MB = 768
 REPLY_GRACE_S = 30  # past the checks' own limit, for the server's clean-up and reply
 SERVER_LIFETIME_S = 7 * 24 * 3600  # the server lives as long as its batch; requests have limits
 MAX_REPLY_BYTES = 1 << 16
-EXERCISE = "/opt/deepgrade/checks/{name}"
 
 
 class ServerFailed(DeepgradeError):
@@ -94,37 +93,16 @@ class CheckServer:
                 "HOME": os.environ.get("HOME", str(files)),
             }
             return argv, env
-        from deepgrade.sandbox import (
-            SANDBOX_HOME,
-            Mount,
-            SandboxSpec,
-            bwrap_argv,
-            find_bwrap,
-            python_mounts,
-        )
+        from deepgrade.sandbox import SANDBOX_HOME, SandboxSpec, bwrap_argv
 
-        bwrap = find_bwrap()
-        if bwrap is None:
-            raise SandboxUnavailable(
-                "bubblewrap cannot create a sandbox here; the hidden checks read student-made "
-                "files, so they run sandboxed unless --unsafe is given"
-            )
-        exercise = EXERCISE.format(name=spec.name)
+        bwrap = cold.require_bwrap()
         empty = files / "empty"
         empty.mkdir(exist_ok=True)
-        mounts = [
-            *python_mounts(),
-            Mount(Path(deepgrade.__file__).parent, f"{cold.LIB}/deepgrade"),
-            Mount(spec.directory.resolve(), exercise),
-            Mount(ini, "/opt/deepgrade/pytest.ini"),
-            *(Mount(file.resolve(), f"/data/{file.name}") for file in data_files),
-        ]
-        if not data_files:
-            mounts.append(Mount(empty, "/data"))
+        mounts = cold.shared_mounts(spec, data_files, ini, empty)
         sandbox = SandboxSpec(mounts=tuple(mounts), env=cold._env(cold.LIB, SANDBOX_HOME))
         inner = [
-            *module, "--exercise", exercise, "--data", "/data",
-            "--ini", "/opt/deepgrade/pytest.ini", "--sandboxed",
+            *module, "--exercise", cold.EXERCISE_IN_SANDBOX.format(name=spec.name),
+            "--data", "/data", "--ini", cold.INI_IN_SANDBOX, "--sandboxed",
         ]  # fmt: skip
         return bwrap_argv(sandbox, inner, bwrap), None
 
