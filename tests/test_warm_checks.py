@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_checks import _run_checks, _spec_dir
 
 from deepgrade.checks.warm import CheckServer, CheckServers
@@ -94,7 +95,8 @@ def test_{name}(artifacts_dir):
 '''
 
 
-KILLS_SERVER = _when_told("kill", "os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)")
+KILL = "os.kill(os.getppid(), signal.SIGKILL); time.sleep(30)"
+HUNGRY = "assert [bytearray(64 * 1024 * 1024) for _ in range(64)]"  # 4 GiB, touched
 
 SLOW = '''
 import time
@@ -166,20 +168,29 @@ def test_nothing_of_one_submission_reaches_the_next(tmp_path: Path, bwrap: Any) 
     assert server.starts == 1
 
 
-def test_a_child_that_kills_its_server_loses_only_its_own_checks(
-    tmp_path: Path, bwrap: Any
+@pytest.mark.parametrize(
+    ("name", "action", "starts", "why"),
+    [
+        pytest.param("kill", KILL, 2, "crashed or were stopped", id="kills-its-server"),
+        # the kernel takes the child (its OOM score is raised), not the server
+        pytest.param("hungry", HUNGRY, 1, "ran out of memory", id="out-of-memory"),
+    ],
+)
+def test_a_hostile_child_loses_only_its_own_checks(
+    tmp_path: Path, bwrap: Any, name: str, action: str, starts: int, why: str
 ) -> None:
-    directory = _spec_dir(tmp_path, KILLS_SERVER)
+    directory = _spec_dir(tmp_path, _when_told(name, action))
     server = _server(tmp_path, directory)
     try:
-        killer = server.check(_artifacts(tmp_path, "killer", {"kill": ""}), workdir=tmp_path / "k")
+        hostile = server.check(_artifacts(tmp_path, "bad", {name: ""}), workdir=tmp_path / "b")
         after = server.check(_artifacts(tmp_path, "fine", {"x": ""}), workdir=tmp_path / "f")
     finally:
         server.close()
-    assert killer.verdict is Verdict.ARTIFACT_REJECTED, killer.error
-    assert [c.passed for c in killer.checks] == [True, False]
+    assert hostile.verdict is Verdict.ARTIFACT_REJECTED, hostile.error
+    assert why in (hostile.error or "")
+    assert [c.passed for c in hostile.checks] == [True, False]
     assert (after.verdict, [c.passed for c in after.checks]) == (None, [True, True])
-    assert server.starts == 2
+    assert server.starts == starts
 
 
 def test_a_slow_check_times_out_and_the_server_goes_on(tmp_path: Path, bwrap: Any) -> None:
@@ -234,20 +245,3 @@ def test_unsafe_mode_runs_the_same_and_leaves_no_run_folder(tmp_path: Path) -> N
         server.close()
     assert [[c.points for c in r.checks] for r in reports] == [[2.0, 1.0, 1.0]] * 2
     assert set(Path("/tmp").glob("dg-checks-*")) == before
-
-
-HUNGRY = _when_told("hungry", "assert [bytearray(64 * 1024 * 1024) for _ in range(64)]")  # 4 GiB
-
-
-def test_a_child_out_of_memory_is_the_students_verdict(tmp_path: Path, bwrap: Any) -> None:
-    directory = _spec_dir(tmp_path, HUNGRY)
-    server = _server(tmp_path, directory)
-    try:
-        hungry = server.check(_artifacts(tmp_path, "h", {"hungry": ""}), workdir=tmp_path / "h1")
-        fine = server.check(_artifacts(tmp_path, "f", {"x": ""}), workdir=tmp_path / "f1")
-    finally:
-        server.close()
-    assert hungry.verdict is Verdict.ARTIFACT_REJECTED, hungry.error
-    assert "ran out of memory" in (hungry.error or "")
-    assert [c.passed for c in hungry.checks] == [True, False]
-    assert fine.verdict is None and server.starts == 1  # the kernel took the child, not the server
