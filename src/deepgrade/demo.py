@@ -11,6 +11,7 @@ live self-test: it exits 1 when the grader disagrees with the expectations.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from deepgrade import gpudoctor, nvidia
 from deepgrade.batch import batch_settings, run_with_progress
 from deepgrade.classreport import summarise, write_report
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
@@ -132,7 +134,12 @@ def run_demo(
         shutil.rmtree(workdir)
     exercises = project.exercise_names()
     console.rule("0. what this host enforces (deepgrade doctor)")
-    for line in describe(current()):
+    lines = describe(current())
+    driver = nvidia.read_host()  # each GPU probed in a sandbox, as `doctor` does
+    lines[-1:-1] = gpudoctor.describe(driver, gpudoctor.gpu_reports(driver))
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    lines.insert(-1, f"keras:       {backend} backend (KERAS_BACKEND), in every kernel and check")
+    for line in lines:
         console.print(line, markup=False, highlight=False)
     console.rule("1. synthetic data and models (real file formats, smoke sizes)")
     for exercise in exercises:
