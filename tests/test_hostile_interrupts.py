@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_runner import FakeGrader, settings  # noqa: F401  (settings: a fixture used below)
+from test_runner import FakeGrader
 
 import deepgrade
 from deepgrade import limits, runner
@@ -138,7 +138,7 @@ def students(tmp_path: Path) -> list[Submission]:
 
 def test_an_interrupt_stops_the_batch_and_keeps_what_finished(
     tmp_path: Path,
-    settings: GradeSettings,  # noqa: F811  (the fixture imported from test_runner)
+    settings: GradeSettings,  # the fixture from conftest
     students: list[Submission],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
