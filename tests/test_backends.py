@@ -23,7 +23,7 @@ REST = ("catdog_split", "fashion_vgg", "tta_resnet1", "transfer_mobilenet")
 def test_reference_solution_gets_full_marks_on(backend: str, exercise: str) -> None:
     deepgrade = ROOT / f".venv-{backend}" / "bin" / "deepgrade"
     if not deepgrade.exists():
-        pytest.skip(f"needs .venv-{backend}: run scripts/ci-backends first")
+        pytest.skip(reason=f"needs .venv-{backend}: run scripts/ci-backends first")
     done = subprocess.run(
         [str(deepgrade), "check-solutions", "--profile", "smoke", "--exercise", exercise],
         cwd=ROOT, env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True,

@@ -339,6 +339,6 @@ def test_a_real_gpu_is_usable_in_its_sandbox() -> None:
 
     host = nvidia.read_host()
     if not host.gpus:
-        pytest.skip("no NVIDIA GPU on this host")
+        pytest.skip(reason="no NVIDIA GPU on this host")
     reports = gpudoctor.gpu_reports(host)
     assert all(r.sandbox_problem == "" for r in reports), [r.describe() for r in reports]
