@@ -224,7 +224,10 @@ class CheckServer:
             os.close(tar_read)
             write_fd = tar_read = -1
             log.close()
-            writer = threading.Thread(target=_stream_tar, args=(artifacts_dir, tar_write))
+            # daemon: a writer stuck on a pipe nobody drains must never keep deepgrade alive
+            writer = threading.Thread(
+                target=_stream_tar, args=(artifacts_dir, tar_write), daemon=True
+            )
             tar_write = -1
             writer.start()
             reply = self._receive(self.timeout_s + REPLY_GRACE_S, cancel)
