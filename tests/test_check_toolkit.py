@@ -213,6 +213,29 @@ def test_predict_or_fail(small_model: Any) -> None:
     assert message.startswith("your saved model could not predict 8x8x1 images (")
 
 
+def test_predictions_are_model_predicts_in_batches_without_tracing(small_model: Any) -> None:
+    from deepgrade.checks.predict import predict_eagerly
+
+    x = np.random.default_rng(0).random((70, 8, 8, 1), dtype=np.float32)
+    expected = small_model.predict(x, batch_size=32, verbose=0)
+    found = predict_eagerly(small_model, x, batch_size=32)  # 3 batches, the last one short
+    assert found.shape == (70, 3)
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_two_outputs_is_told_to_have_one() -> None:
+    import keras
+
+    inputs = keras.Input((4,))
+    two = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)])
+    message = failure(
+        lambda: checks.predict_or_fail(
+            two, np.zeros((2, 4)), outputs=3, input_hint="", output_hint="end with Dense(3)"
+        )
+    )
+    assert message == "your saved model has 2 outputs; it should have one: end with Dense(3)"
+
+
 def test_compile_config_of_a_saved_model(small_model: Any, tmp_path: Path) -> None:
     path = tmp_path / "model.keras"
     small_model.save(path)

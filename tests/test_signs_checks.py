@@ -65,8 +65,9 @@ GOOD_ANSWERS = {
 }
 
 
-def build(keras: Any, n: Sequence[int], padding: str = "valid") -> Any:
-    """build_model as a student writes it (padding is the mistake some make)."""
+def build(keras: Any, n: Sequence[int], padding: str = "valid", regularizer: Any = None) -> Any:
+    """build_model as a student writes it (padding is the mistake some make; an L2 penalty on
+    the dense layers, a choice some make)."""
     from keras import layers
 
     n1, n2, n3, n4, n5, n6 = n
@@ -75,9 +76,9 @@ def build(keras: Any, n: Sequence[int], padding: str = "valid") -> Any:
         model.add(layers.Conv2D(filters, (3, 3), padding=padding, activation="relu"))
         model.add(layers.MaxPooling2D((2, 2), strides=2))
     model.add(layers.Flatten())
-    model.add(layers.Dense(n4, activation="relu"))
-    model.add(layers.Dense(n5, activation="relu"))
-    model.add(layers.Dense(n6, activation="softmax"))
+    model.add(layers.Dense(n4, activation="relu", kernel_regularizer=regularizer))
+    model.add(layers.Dense(n5, activation="relu", kernel_regularizer=regularizer))
+    model.add(layers.Dense(n6, activation="softmax", kernel_regularizer=regularizer))
     return model
 
 
@@ -216,6 +217,19 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         hidden_model=build(keras, hidden_n),
     )
 
+    # Regularized: the reference's weights under an L2 penalty, which evaluate adds to the loss.
+    penalized = compile_adam(keras, build(keras, PUBLIC_N, regularizer=keras.regularizers.L2(0.1)))
+    penalized.set_weights(reference.get_weights())
+    regularized = write_artifacts(
+        root / "regularized",
+        answers=dict(good_answers, evaluation=evaluation(keras, penalized, sets)),
+        hist=history(epochs),
+        model=penalized,
+        predictions=predicted.astype(np.int64),
+        activation_model=activations(penalized),
+        hidden_model=build(keras, hidden_n),
+    )
+
     # Refused: a Lambda layer in model.keras; answers, predictions, hidden model missing.
     lam = keras.Sequential([keras.Input((64, 64, 3)), layers.Lambda(lambda x: x * 1.0)])
     for layer in reference.layers:
@@ -233,6 +247,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "data": [data / "train_signs.h5", data / "test_signs.h5"],
         "good": good,
         "misscaled": misscaled,
+        "regularized": regularized,
         "wrong": wrong,
         "refused": refused,
         "root": root,
@@ -339,6 +354,17 @@ def test_evaluation_of_misscaled_test_images_loses_only_its_check(
     assert failed["test_evaluation"].startswith("your evaluation of the test set (loss ")
     assert "divided by 255" in failed["test_evaluation"]
     assert report.points == 23.0
+
+
+def test_the_evaluation_loss_counts_the_models_regularization_as_evaluate_does(
+    spec: ExerciseSpec, world: dict[str, Any]
+) -> None:
+    answers = json.loads((world["regularized"] / "answers.json").read_text())
+    plain = json.loads((world["good"] / "answers.json").read_text())
+    assert answers["evaluation"]["test"][0] > 1.1 * plain["evaluation"]["test"][0]  # material
+    report = grade(spec, world, "regularized", unsafe=True)
+    assert report.error is None, report.error
+    assert outcome(report)["test_training::test_evaluation"], messages(report)["test_evaluation"]
 
 
 def test_refused_model_and_missing_artifacts_fail_closed(

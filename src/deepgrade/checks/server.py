@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgrade._stage1_runner import _descendants, _in_sandbox_namespace
+from deepgrade.checks.runner import PYTEST_OPTIONS
 
 PR_SET_DUMPABLE = 4
 MAX_REQUEST_BYTES = 1 << 20
@@ -112,8 +114,8 @@ def _child(args: argparse.Namespace, request: dict[str, Any], fds: Sequence[int]
     import pytest
 
     argv = [
-        "-p", "deepgrade.checks.plugin", "-p", "no:cacheprovider", "-q", "--tb=short",
-        "-c", args.ini, f"--rootdir={args.exercise}", f"--confcutdir={args.exercise}",
+        *PYTEST_OPTIONS, "-c", args.ini,
+        f"--rootdir={args.exercise}", f"--confcutdir={args.exercise}",
         f"--dg-exercise-dir={args.exercise}", f"--dg-artifacts={artifacts}",
         f"--dg-data={args.data}", f"--dg-profile-file={profile}",
         f"--dg-results-fd={results_fd}", f"--dg-stage1-usage={usage}", args.exercise,
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     _not_dumpable()
     control = socket.socket(fileno=args.control_fd)
     _preload()
+    # What the imports made lives as long as this process: out of the collector's sight, so
+    # a child's collections never walk (and copy-on-write fault in) the preloaded heap.
+    gc.freeze()
     control.sendall(json.dumps({"ready": True}).encode())
     while True:
         try:
