@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -89,11 +90,17 @@ def test_a_malformed_confusion_is_refused(confusion: object) -> None:
         decode_snapshot(json.dumps(data).encode() + b"\n")
 
 
-def test_the_page_draws_the_confusion_matrix() -> None:
+def test_the_page_shows_the_confusion_matrix_as_a_shaded_table() -> None:
     from test_feedback import WHEN, graded
 
     result = dataclasses.replace(graded(), confusion=(("cat", "dog"), ((40, 10), (5, 45))))
     page = render_page(result, WHEN, "T")
-    assert 'id="confusion"' in page and page.count("data:image/png;base64,") == 1
+    start = page.index('<table id="confusion"')
+    table = page[start : page.index("</table>", start)]
+    assert '<th scope="col">cat</th><th scope="col">dog</th>' in table
+    cell = r'<td style="background: rgba\(33, 102, 172, ([0-9.]+)\)[^"]*">(\d+)</td>'
+    cells = re.findall(cell, table)
+    assert cells == [("0.889", "40"), ("0.222", "10"), ("0.111", "5"), ("1.0", "45")]
+    assert table.count("color: #fff") == 2  # white text on the two dark cells
     stored = type(result).from_json(json.loads(json.dumps(result.to_json())))
     assert stored.confusion == result.confusion  # through the gradebook's JSON and back

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepgrade.charts import confusion_matrix, learning_curves
+from deepgrade.charts import confusion_table, learning_curves
 from deepgrade.export import Graded
 from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult
@@ -104,7 +104,7 @@ def page_context(
         "short_hash": result.content_hash[:12],
         "slowest": sorted(result.cell_seconds, key=lambda cell: -cell[1])[:SLOWEST_CELLS],
         "rerun_names": sorted({name for run in result.reruns for name in run.measurements}),
-        "confusion": None if result.confusion is None else confusion_matrix(*result.confusion),
+        "confusion": None if result.confusion is None else confusion_table(*result.confusion),
         "curves": [(name, learning_curves(h)) for name, h in sorted(result.histories.items())],
     }
 
