@@ -254,8 +254,10 @@ def _grade(course: dict[str, Path], *extra: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    """This deepgrade (a worktree's src may come before an installed copy)."""
-    return {**os.environ, "PYTHONPATH": str(Path(deepgrade.__file__).resolve().parents[1])}
+    """This deepgrade (a worktree's src may come before an installed copy); a hung batch
+    dumps its threads' stacks on SIGABRT."""
+    lib = str(Path(deepgrade.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": lib, "PYTHONFAULTHANDLER": "1"}
 
 
 def _interrupt_a_batch(course: dict[str, Path], signum: int) -> None:
@@ -272,7 +274,14 @@ def _interrupt_a_batch(course: dict[str, Path], signum: int) -> None:
             time.sleep(0.2)
         sent = time.monotonic()
         proc.send_signal(signum)
-        code = proc.wait(timeout=60)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack
+            proc.send_signal(signal.SIGABRT)  # dumped by faulthandler (PYTHONFAULTHANDLER)
+            proc.wait(timeout=30)
+            log.flush()
+            stacks = (root / "grade.log").read_text(errors="replace")[-8000:]
+            pytest.fail(f"the batch did not stop within 60 s of the signal:\n{stacks}")
         stopped_after = time.monotonic() - sent
     finally:
         if proc.poll() is None:
