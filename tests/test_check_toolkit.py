@@ -221,6 +221,7 @@ def test_predictions_are_model_predicts_in_batches_without_tracing(small_model: 
     found = predict_eagerly(small_model, x, batch_size=32)  # 3 batches, the last one short
     assert found.shape == (70, 3)
     np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+    assert predict_eagerly(small_model, x[:0]).shape == (0, 3)  # no images: no rows
 
 
 def test_a_model_with_two_outputs_is_told_to_have_one() -> None:

@@ -30,6 +30,8 @@ from deepgrade.checks import (
 from deepgrade.profiles import GradingProfile
 
 CLASSES = 6
+INPUT_HINT = "64x64x3 images: check its input shape"
+OUTPUT_HINT = "end with Dense(6, activation='softmax')"
 AGREEMENT = 0.98  # GPU vs CPU round-off may flip an argmax between two near-equal classes
 # The same weights on the same images agree to about 1e-6 in float32 (the setup cell turns a
 # GPU's TF32 off); X_val / 127.5 instead of / 255 moved the reference run's validation loss 1.3%.
@@ -50,8 +52,8 @@ def predicted(model: Any, x_test: np.ndarray) -> np.ndarray:
         model,
         x_test,
         outputs=CLASSES,
-        input_hint="64x64x3 images: check its input shape",
-        output_hint="end with Dense(6, activation='softmax')",
+        input_hint=INPUT_HINT,
+        output_hint=OUTPUT_HINT,
     )
     return np.argmax(probabilities, axis=1)
 
@@ -108,11 +110,7 @@ def evaluated(
     results: dict[str, tuple[float | None, float]] = {}
     for name, (x, y) in prepared.items():
         probabilities = predict_or_fail(
-            model,
-            x,
-            outputs=CLASSES,
-            input_hint="64x64x3 images: check its input shape",
-            output_hint="end with Dense(6, activation='softmax')",
+            model, x, outputs=CLASSES, input_hint=INPUT_HINT, output_hint=OUTPUT_HINT
         )
         accuracy = float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(y, axis=1)))
         if loss is None:

@@ -29,12 +29,12 @@ def predict_eagerly(model: Any, x: Any, *, batch_size: int = 256) -> Any:
     import numpy as np
 
     batches = []
-    for start in range(0, len(x), batch_size):
+    for start in range(0, max(len(x), 1), batch_size):  # no images: one empty batch
         output = model(x[start : start + batch_size], training=False)
         if isinstance(output, list | tuple | dict):
             raise SeveralOutputs(f"{len(output)} outputs")
         batches.append(keras.ops.convert_to_numpy(output))
-    return np.concatenate(batches) if batches else np.asarray(model.predict(x, verbose=0))
+    return np.concatenate(batches)
 
 
 def predict_or_fail(
