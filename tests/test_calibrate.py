@@ -52,6 +52,11 @@ def test_render_table() -> None:
     sample = render_table(Calibration("ex", "full", 0, RUNS[:1], sample="flip", date="d"))
     assert sample.startswith("The flawed sample `flip` over 1 seeds, full profile")
     assert "--profile full --sample flip" in sample
+    alike = render_table(Calibration("ex", "full", 0, RUNS[:1], look_alike=True, date="d"))
+    assert alike.startswith(
+        "The reference solution over 1 seeds, full profile on the synthetic look-alike at real "
+        "sizes, d (`deepgrade calibrate ex --seeds 1 --margin 0 --profile full --look-alike`)"
+    )
     empty = render_table(Calibration("ex", "smoke", 0, (SeedRun(0, 1, 1, 1.0, {}),), date="d"))
     assert "nothing measured" in empty
 

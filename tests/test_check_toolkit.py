@@ -16,6 +16,7 @@ import pytest
 
 from deepgrade import checks
 from deepgrade.checks.layers import layer_differences
+from deepgrade.checks.predict import predict_and_score, predict_eagerly
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
@@ -214,7 +215,6 @@ def test_predict_or_fail(small_model: Any) -> None:
 
 
 def test_predictions_are_model_predicts_in_batches_without_tracing(small_model: Any) -> None:
-    from deepgrade.checks.predict import predict_eagerly
 
     x = np.random.default_rng(0).random((70, 8, 8, 1), dtype=np.float32)
     expected = small_model.predict(x, batch_size=32, verbose=0)
@@ -222,6 +222,28 @@ def test_predictions_are_model_predicts_in_batches_without_tracing(small_model: 
     assert found.shape == (70, 3)
     np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
     assert predict_eagerly(small_model, x[:0]).shape == (0, 3)  # no images: no rows
+
+
+def test_the_loss_is_evaluates_even_for_a_confident_mistake() -> None:
+    """A softmax model sure of a wrong class: evaluate (on TensorFlow) takes the loss from the
+    logits, -log p unclipped; the grader's loss must be the same, not the clipped one."""
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="softmax")])
+    model.layers[0].set_weights([np.array([[40.0, 0, 0], [0, 1, 0]]), np.zeros(3)])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.array([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 5, dtype="float32")  # 3 sure, 5 unsure
+    y = keras.utils.to_categorical([1, 1, 0, 1, 1, 1, 0, 2], 3)  # the 3 sure ones: 2 wrong
+    expected = model.evaluate(x, y, batch_size=3, verbose=0)
+    loss = keras.losses.get("categorical_crossentropy")
+    predicted, found = predict_and_score(model, x, y, loss, batch_size=3)
+    assert found is not None and predicted.shape == (8, 3)
+    assert found == pytest.approx(expected, rel=1e-5)
+    clipped = float(np.mean(keras.ops.convert_to_numpy(loss(y, predicted))))
+    if keras.backend.backend() == "tensorflow":  # the others clip in evaluate too
+        assert abs(clipped - expected) > 1.0  # what scoring the numpy array would have said
+    assert predict_and_score(model, x, y, None)[1] is None  # no loss: none computed
+    assert predict_and_score(model, x[:0], y[:0], loss)[1] is None  # no images: no mean
 
 
 def test_a_model_with_two_outputs_is_told_to_have_one() -> None:

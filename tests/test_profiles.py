@@ -83,6 +83,25 @@ def test_data_files_come_from_the_cache_at_the_profiles_sizes(
     assert profile.model_files == () and profile.files == profile.data_files
 
 
+def test_look_alike_runs_a_real_data_profile_on_the_synthetic_data_at_real_sizes(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "tiny"
+    directory.mkdir()
+    full = "[profiles.full]\n" + SPEC.split("[profiles.smoke]\n")[1].split("[profiles.smoke.")[0]
+    (directory / "spec.toml").write_text(SPEC + full.replace('data = "synth"', 'data = "real"'))
+    real = load_spec(directory)
+    cache = tmp_path / "cache"
+    with pytest.raises(DeepgradeError, match="datasets import"):
+        resolve_profile(real, "full", cache=cache)  # the real files were never imported
+    profile = resolve_profile(real, "full", cache=cache, look_alike=True)
+    assert profile.spec.data == "synth" and profile.to_json()["profile"]["data"] == "synth"
+    assert profile.spec == replace(real.profile("full"), data="synth")  # nothing else moves
+    assert {f.parent for f in profile.data_files} == {cache / "signs" / "synth"}  # real sizes
+    smoke = resolve_profile(real, "smoke", cache=cache, look_alike=True)
+    assert smoke.spec == real.profile("smoke")  # a synthetic profile is already a look-alike
+
+
 def test_the_checks_copy_holds_no_host_path_and_reads_back(
     spec: ExerciseSpec, tmp_path: Path
 ) -> None:

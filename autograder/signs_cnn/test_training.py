@@ -26,6 +26,7 @@ from deepgrade.checks import (
     fail,
     loss_name,
     predict_or_fail,
+    score_or_fail,
 )
 from deepgrade.profiles import GradingProfile
 
@@ -108,16 +109,19 @@ def evaluated(
         loss = None
     penalty = sum(float(keras.ops.convert_to_numpy(term)) for term in model.losses)
     results: dict[str, tuple[float | None, float]] = {}
+    loss_function = keras.losses.get(loss) if loss is not None else None
     for name, (x, y) in prepared.items():
-        probabilities = predict_or_fail(
-            model, x, outputs=CLASSES, input_hint=INPUT_HINT, output_hint=OUTPUT_HINT
+        probabilities, mean_loss = score_or_fail(
+            model,
+            x,
+            y,
+            loss_function,
+            outputs=CLASSES,
+            input_hint=INPUT_HINT,
+            output_hint=OUTPUT_HINT,
         )
         accuracy = float(np.mean(np.argmax(probabilities, axis=1) == np.argmax(y, axis=1)))
-        if loss is None:
-            results[name] = (None, accuracy)
-            continue
-        per_image = keras.losses.get(loss)(y, probabilities)
-        results[name] = (float(np.mean(keras.ops.convert_to_numpy(per_image))) + penalty, accuracy)
+        results[name] = (None if mean_loss is None else mean_loss + penalty, accuracy)
     return results
 
 

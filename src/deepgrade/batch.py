@@ -53,11 +53,13 @@ def batch_settings(
     allow_unlimited: bool = False,
     gpus: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    look_alike: bool = False,
 ) -> GradeSettings:
     """The batch's settings, after the host's limits are checked (before any data is made):
     `unlimited` is set when --allow-unlimited lets a host without them grade (results marked).
     The profile is resolved here, once (an unknown one refused before any work); `overrides`
-    go over its notebook parameters (e.g. {"SEED": 3}).
+    go over its notebook parameters (e.g. {"SEED": 3}); `look_alike` puts a real-data profile
+    on the synthetic look-alike (see resolve_profile).
     """
     from deepgrade import limits
 
@@ -66,7 +68,7 @@ def batch_settings(
     release_notebook = project.release / spec.name / spec.notebook
     return GradeSettings(
         spec=spec,
-        profile=resolve_profile(spec, profile, overrides),
+        profile=resolve_profile(spec, profile, overrides, look_alike=look_alike),
         release_notebook=release_notebook,
         grader_version=grader_version(spec.directory, release_notebook),
         workdir=workdir,
@@ -349,14 +351,25 @@ def check_solutions(
     unsafe: bool,
     gradebook_path: Path | None = None,
     allow_unlimited: bool = False,
+    look_alike: bool = False,
 ) -> int:
-    """Grade every reference solution through the same grader; all must score full marks."""
+    """Grade every reference solution through the same grader; all must score full marks.
+    `look_alike`: a real-data profile runs on the synthetic look-alike at real sizes, kept
+    apart (its own folder and gradebook) and named so in the title."""
     console = Console()
     short = []
     for name in exercises or project.exercise_names():
         work = project.root / ".deepgrade" / "solutions" / name
+        if look_alike:
+            work = work / "look-alike"
         settings = batch_settings(
-            project, name, profile, work / "runs", unsafe, allow_unlimited=allow_unlimited
+            project,
+            name,
+            profile,
+            work / "runs",
+            unsafe,
+            allow_unlimited=allow_unlimited,
+            look_alike=look_alike,
         )
         solution = Submission(
             "reference-solution", project.solutions / name / settings.spec.notebook
@@ -365,7 +378,9 @@ def check_solutions(
             outcome = run_with_progress(
                 [solution], settings, book, workers=workers, force=True, console=console
             )
-        print_results(outcome.graded, f"{name} reference solution ({profile})", console)
+        swapped = look_alike and settings.spec.profile(profile).data == "real"
+        data = ", on the synthetic look-alike at real sizes" if swapped else ""
+        print_results(outcome.graded, f"{name} reference solution ({profile}{data})", console)
         if outcome.note:
             console.print(f"[yellow]{escape(outcome.note)}[/]")
         result = outcome.graded[0]

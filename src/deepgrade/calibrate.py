@@ -70,6 +70,7 @@ class Calibration:
     margin: float
     runs: tuple[SeedRun, ...]
     sample: str | None = None
+    look_alike: bool = False  # a real-data profile run on the synthetic look-alike
     date: str = field(default_factory=lambda: datetime.date.today().isoformat())
 
     def summaries(self) -> list[Summary]:
@@ -112,10 +113,13 @@ def render_table(calibration: Calibration) -> str:
         command += f" --profile {c.profile}"
     if c.sample:
         command += f" --sample {c.sample}"
+    if c.look_alike:
+        command += " --look-alike"
     what = f"the flawed sample `{c.sample}`" if c.sample else "the reference solution"
     lines = [
-        f"{what[0].upper()}{what[1:]} over {len(c.runs)} seeds, {c.profile} profile, "
-        f"{c.date} (`{command}`):",
+        f"{what[0].upper()}{what[1:]} over {len(c.runs)} seeds, {c.profile} profile"
+        + (" on the synthetic look-alike at real sizes" if c.look_alike else "")
+        + f", {c.date} (`{command}`):",
         "",
         "| " + " | ".join(["seed", "points", "stage 1 (s)", *names]) + " |",
         "|" + " --- |" * (3 + len(names)),
@@ -173,10 +177,12 @@ def calibrate(
     workers: int = 2,
     unsafe: bool = False,
     allow_unlimited: bool = False,
+    look_alike: bool = False,
     on_seed: Callable[[SeedRun], None] | None = None,
 ) -> Calibration:
     """Grade the reference solution (or a sample) once per seed 0..seeds-1, exactly as grading
-    does; only SEED differs, and each seed gets its own folder."""
+    does; only SEED differs, and each seed gets its own folder. `look_alike`: a real-data
+    profile on the synthetic look-alike (its times; its accuracies are not the course's)."""
     from deepgrade.batch import batch_settings
     from deepgrade.grade import grade_submission
     from deepgrade.profiles import resolve_profile
@@ -189,7 +195,13 @@ def calibrate(
         raise DeepgradeError(f"--workers must be at least 1, got {workers}")
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
         base = batch_settings(
-            project, exercise, profile, Path(tmp), unsafe, allow_unlimited=allow_unlimited
+            project,
+            exercise,
+            profile,
+            Path(tmp),
+            unsafe,
+            allow_unlimited=allow_unlimited,
+            look_alike=look_alike,
         )
         solution = project.solutions / base.spec.name / base.spec.notebook
         if not solution.is_file():
@@ -211,6 +223,7 @@ def calibrate(
                 {"SEED": seed},
                 data_files=base.profile.data_files,
                 model_files=base.profile.model_files,
+                look_alike=look_alike,
             )
             settings = replace(base, profile=seeded, workdir=Path(tmp) / f"seed{seed}")
             result = grade_submission(Submission(f"seed{seed}", solution), settings)
@@ -229,4 +242,5 @@ def calibrate(
 
         with ThreadPoolExecutor(workers) as pool:
             runs = tuple(pool.map(one_seed, range(seeds)))
-    return Calibration(exercise, profile, margin, runs, sample=sample)
+    look_alike = look_alike and base.profile.spec != base.spec.profile(profile)
+    return Calibration(exercise, profile, margin, runs, sample=sample, look_alike=look_alike)

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
+LOOK_ALIKE_HELP = (
+    "run a real-data profile (full) on the synthetic look-alike at the real sizes: its time, "
+    "not the course's accuracy"
+)
 
 
 def _positive(text: str) -> int:
@@ -230,6 +234,7 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
         workers=args.workers,
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
+        look_alike=args.look_alike,
     )
 
 
@@ -313,6 +318,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         workers=args.workers,
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
+        look_alike=args.look_alike,
         on_seed=lambda run: print(seed_line(run), flush=True),
     )
     table = render_table(done)
@@ -461,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--workers", type=int, default=1)
     chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    chk.add_argument("--look-alike", action="store_true", help=LOOK_ALIKE_HELP)
     chk.set_defaults(func=cmd_check_solutions)
 
     mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
@@ -503,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--write", action="store_true", help="put the table into the README")
     cal.add_argument("--unsafe", action="store_true", help="no sandbox (trusted code only)")
     cal.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    cal.add_argument("--look-alike", action="store_true", help=LOOK_ALIKE_HELP)
     cal.set_defaults(func=cmd_calibrate)
 
     doc = sub.add_parser("doctor", help="what this host enforces, and how to fix what it lacks")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -132,14 +132,20 @@ def resolve_profile(
     cache: Path | None = None,
     data_files: Sequence[Path] | None = None,
     model_files: Sequence[Path] | None = None,
+    look_alike: bool = False,
 ) -> GradingProfile:
     """Profile `name` of `spec`, with its parameters merged and its files found in `cache`
     (default: the user's cache). `data_files`/`model_files` replace the cache's when given
-    (tests and benchmarks that bring their own). InputError naming spec.toml and the known
-    profiles for an unknown name; DeepgradeError for an override of PROFILE."""
+    (tests and benchmarks that bring their own). `look_alike` runs a profile made for the real
+    data on the synthetic look-alike at the real files' sizes (data "synth"; the checks see
+    it), which measures a full profile's time where the real data cannot be had.
+    InputError naming spec.toml and the known profiles for an unknown name; DeepgradeError
+    for an override of PROFILE."""
     from deepgrade.project import cache_dir
 
     profile = spec.profile(name)
+    if look_alike and profile.data == "real":
+        profile = replace(profile, data="synth")
     reserved = sorted(set(overrides or {}) & set(RESERVED_PARAMETERS))
     if reserved:
         raise DeepgradeError(f"{', '.join(reserved)} is set from the profile name, not overridden")

@@ -50,7 +50,7 @@ from deepgrade.checks.layers import (
     of_kind,
     pair,
 )
-from deepgrade.checks.predict import predict_or_fail
+from deepgrade.checks.predict import predict_or_fail, score_or_fail
 
 __all__ = [
     "LayerInfo",
@@ -71,4 +71,5 @@ __all__ = [
     "optimizer_steps",
     "pair",
     "predict_or_fail",
+    "score_or_fail",
 ]
