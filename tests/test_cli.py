@@ -130,3 +130,24 @@ def test_validate_needs_an_exercise(capsys: pytest.CaptureFixture[str], tmp_path
     assert code == 1 and "--exercise" in out
     code, out, _ = run(capsys, "validate", str(bare), "--exercise", "signs_cnn")
     assert code == 0
+
+
+def test_check_solutions_grades_on_the_gpus_asked_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--gpus reaches the same GPU set-up as `grade --gpus`: asked for, refused before work."""
+    from deepgrade import batch
+    from deepgrade.nvidia import GpuError
+
+    asked = []
+
+    def refuse(request: object, workers: int, profile: object) -> None:
+        asked.append((request, workers))
+        raise GpuError("--gpus names GPU 'GPU-x', which the NVIDIA driver does not list")
+
+    monkeypatch.setattr(batch, "resolve_gpus", refuse)
+    code, out, err = run(
+        capsys, "check-solutions", "--exercise", "signs_cnn", "--gpus", "GPU-x", "--unsafe"
+    )
+    assert code == 2 and "which the NVIDIA driver does not list" in err
+    assert asked == [(batch.GpuRequest(("GPU-x",)), 1)] and "grading" not in out

@@ -352,8 +352,10 @@ def check_solutions(
     gradebook_path: Path | None = None,
     allow_unlimited: bool = False,
     look_alike: bool = False,
+    gpus: GpuRequest | None = None,
 ) -> int:
-    """Grade every reference solution through the same grader; all must score full marks.
+    """Grade every reference solution through the same grader; all must score full marks,
+    on `gpus` when given (as `grade --gpus`: a full profile's solutions on a GPU runner).
     `look_alike`: a real-data profile runs on the synthetic look-alike at real sizes, kept
     apart (its own folder and gradebook) and named so in the title."""
     console = Console()
@@ -369,20 +371,24 @@ def check_solutions(
             work / "runs",
             unsafe,
             allow_unlimited=allow_unlimited,
+            gpus=bool(gpus and gpus.ids),
             look_alike=look_alike,
         )
+        gpu = resolve_gpus(gpus, workers, settings.profile.spec) if gpus and gpus.ids else None
         solution = Submission(
             "reference-solution", project.solutions / name / settings.spec.notebook
         )
         with Gradebook(gradebook_path or work / "gradebook.db") as book:
             outcome = run_with_progress(
-                [solution], settings, book, workers=workers, force=True, console=console
+                [solution], settings, book, workers=workers, gpu=gpu, force=True, console=console
             )
         swapped = look_alike and settings.spec.profile(profile).data == "real"
         data = ", on the synthetic look-alike at real sizes" if swapped else ""
         print_results(outcome.graded, f"{name} reference solution ({profile}{data})", console)
         if outcome.note:
             console.print(f"[yellow]{escape(outcome.note)}[/]")
+        for usage in outcome.gpu_usage:
+            console.print(escape(usage.describe()), soft_wrap=True)
         result = outcome.graded[0]
         if result.verdict is not Verdict.GRADED or result.points < result.max_points:
             short.append(f"{name}: {result.points:g}/{result.max_points:g} {result.verdict}")

@@ -226,6 +226,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_check_solutions(args: argparse.Namespace) -> int:
     from deepgrade.batch import check_solutions
+    from deepgrade.gpubatch import GpuRequest
 
     return check_solutions(
         _project(args),
@@ -235,6 +236,7 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
         look_alike=args.look_alike,
+        gpus=GpuRequest.parse(args.gpus),
     )
 
 
@@ -468,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     chk.add_argument("--look-alike", action="store_true", help=LOOK_ALIKE_HELP)
+    chk.add_argument("--gpus", help="GPUs to grade on, as for grade (e.g. 0)")
     chk.set_defaults(func=cmd_check_solutions)
 
     mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
