@@ -257,6 +257,26 @@ def _stage2_verdict(report: CheckReport, verdict: Verdict, detail: str) -> tuple
     return verdict, f"{detail}; {report.error}"
 
 
+def grader_error(submission: Submission, settings: GradeSettings, detail: str) -> SubmissionResult:
+    """The result of a submission the grader failed on (not the student's doing): no checks,
+    no points; the gradebook does not count it as graded, so the next run tries again."""
+    return SubmissionResult(
+        student=submission.student,
+        exercise=settings.spec.name,
+        profile=settings.profile.name,
+        content_hash=submission.content_hash,
+        verdict=Verdict.GRADER_ERROR,
+        detail=detail,
+        checks=(),
+        stage1_seconds=0.0,
+        stage2_seconds=0.0,
+        unsafe=settings.unsafe,
+        unlimited=settings.unlimited,
+        source_path=str(submission.path),
+        grader_version=settings.grader_version,
+    )
+
+
 def grade_submission(
     submission: Submission,
     settings: GradeSettings,

@@ -27,10 +27,10 @@ from deepgrade.checks.warm import CheckServers
 from deepgrade.errors import SandboxUnavailable
 from deepgrade.gpumonitor import GpuMonitor
 from deepgrade.gpuslots import GpuSlot, SlotPlan, cpu_plan
-from deepgrade.grade import GradeSettings, grade_submission
+from deepgrade.grade import GradeSettings, grade_submission, grader_error
 from deepgrade.gradebook import Gradebook
 from deepgrade.limits import require as require_limits
-from deepgrade.results import SubmissionResult, Verdict
+from deepgrade.results import SubmissionResult
 from deepgrade.submissions import Submission
 
 log = logging.getLogger(__name__)
@@ -90,22 +90,31 @@ def _grade_safely(
         return result
     except Exception as exc:  # a grader bug on one submission must not stop the batch
         log.error("grading %s failed:\n%s", submission.path, traceback.format_exc())
-        return SubmissionResult(
-            student=submission.student,
-            exercise=settings.spec.name,
-            profile=settings.profile.name,
-            content_hash=submission.content_hash,
-            verdict=Verdict.GRADER_ERROR,
-            detail=f"{type(exc).__name__}: {exc}",
-            checks=(),
-            stage1_seconds=0.0,
-            stage2_seconds=0.0,
-            unsafe=settings.unsafe,
-            unlimited=settings.unlimited,
-            source_path=str(submission.path),
-        )
+        return grader_error(submission, settings, f"{type(exc).__name__}: {exc}")
     finally:
         slots.put(slot)
+
+
+def not_yet_graded(
+    submissions: Sequence[Submission],
+    settings: GradeSettings,
+    gradebook: Gradebook,
+    force: bool,
+    notify: Callable[[BatchEvent], None],
+) -> tuple[list[Submission], int]:
+    """The submissions still to grade, and how many were skipped: those whose exact content
+    the gradebook already holds (unless `force`), each passed to `notify` as cached."""
+    todo: list[Submission] = []
+    done = 0
+    for submission in submissions:
+        key = (submission.student, settings.spec.name, settings.profile.name)
+        stored = None if force else gradebook.stored(*key, submission.content_hash)
+        if stored is not None:
+            done += 1
+            notify(BatchEvent(submission, stored, done, len(submissions), cached=True))
+        else:
+            todo.append(submission)
+    return todo, done
 
 
 def grade_batch(
@@ -128,17 +137,8 @@ def grade_batch(
     require_sandbox(settings.unsafe)
     require_limits(unsafe=settings.unsafe, allow_unlimited=settings.unlimited, gpu=on_gpu)
     notify = on_event or (lambda _event: None)
+    todo, done = not_yet_graded(submissions, settings, gradebook, force, notify)
     total = len(submissions)
-    todo = []
-    done = 0
-    for submission in submissions:
-        key = (submission.student, settings.spec.name, settings.profile.name)
-        stored = None if force else gradebook.stored(*key, submission.content_hash)
-        if stored is not None:
-            done += 1
-            notify(BatchEvent(submission, stored, done, total, cached=True))
-        else:
-            todo.append(submission)
     cancel = threading.Event()
     with CheckServers() as servers:  # stage 2 warm: one server per worker, closed with the batch
         settings = replace(settings, cancel=cancel, checks=settings.checks or servers)
