@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -35,6 +35,9 @@ from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.runner import BatchEvent, grade_batch
 from deepgrade.submissions import Submission, discover, display_path
 
+if TYPE_CHECKING:
+    from deepgrade.raydriver import ClusterBatch
+
 EXIT_OK, EXIT_GRADER_FAILED = 0, 1
 
 
@@ -54,16 +57,22 @@ def batch_settings(
     gpus: bool = False,
     overrides: Mapping[str, Any] | None = None,
     look_alike: bool = False,
+    on_this_host: bool = True,
 ) -> GradeSettings:
     """The batch's settings, after the host's limits are checked (before any data is made):
     `unlimited` is set when --allow-unlimited lets a host without them grade (results marked).
+    A batch graded elsewhere (`on_this_host` False: a cluster's nodes check themselves) skips
+    the check.
     The profile is resolved here, once (an unknown one refused before any work); `overrides`
     go over its notebook parameters (e.g. {"SEED": 3}); `look_alike` puts a real-data profile
     on the synthetic look-alike (see resolve_profile).
     """
     from deepgrade import limits
 
-    host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
+    unlimited = False
+    if on_this_host:
+        host = limits.require(unsafe=unsafe, allow_unlimited=allow_unlimited, gpu=gpus)
+        unlimited = allow_unlimited and bool(host.refusal(sandboxed=False, gpu=gpus))
     spec = load_exercise(project.autograder, exercise)
     release_notebook = project.release / spec.name / spec.notebook
     return GradeSettings(
@@ -74,7 +83,7 @@ def batch_settings(
         workdir=workdir,
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
-        unlimited=allow_unlimited and bool(host.refusal(sandboxed=False, gpu=gpus)),
+        unlimited=unlimited,
     )
 
 
@@ -87,6 +96,7 @@ class BatchOutcome:
     cached: list[SubmissionResult]
     note: str = ""
     gpu_usage: tuple[GpuUsage, ...] = ()  # each GPU's busy % and memory over the batch
+    cluster: ClusterBatch | None = None  # graded on a Ray cluster: its nodes, refusals, retries
 
     def json_lines(self) -> list[str]:
         """One JSON line per submission, by student, each saying whether it was cached."""
@@ -104,8 +114,12 @@ def run_with_progress(
     gpu: GpuSetup | None = None,
     force: bool = False,
     console: Console,
+    cluster: str | None = None,
+    allow_unlimited: bool = False,
 ) -> BatchOutcome:
-    """Grade with a progress bar; the batch (and its GPUs' figures) goes into the gradebook."""
+    """Grade with a progress bar; the batch (and its GPUs' figures) goes into the gradebook.
+    `cluster`: the address of a Ray cluster to grade on ("auto": this host's) instead of the
+    local workers."""
     profile = settings.profile
     plan = gpu.plan if gpu is not None else cpu_plan(workers, profile.gpus, profile.name)
     monitor = gpu.monitor() if gpu is not None else None
@@ -116,9 +130,12 @@ def run_with_progress(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[last]}"),
+        TextColumn("{task.fields[cluster]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"grading {settings.spec.name}", total=len(submissions), last="")
+        task = progress.add_task(
+            f"grading {settings.spec.name}", total=len(submissions), last="", cluster=""
+        )
         cached: list[SubmissionResult] = []
 
         def on_event(event: BatchEvent) -> None:
@@ -132,18 +149,34 @@ def run_with_progress(
                 cached.append(event.result)
             progress.update(task, completed=event.done, last=last)
 
+        on_cluster: ClusterBatch | None = None
         if monitor is not None:
             monitor.start()
         try:
-            graded = grade_batch(
-                submissions,
-                settings,
-                gradebook,
-                slots=plan,
-                monitor=monitor,
-                force=force,
-                on_event=on_event,
-            )
+            if cluster is not None:
+                from deepgrade.raydriver import grade_on_ray
+
+                on_cluster = grade_on_ray(
+                    submissions,
+                    settings,
+                    gradebook,
+                    address=cluster,
+                    force=force,
+                    on_event=on_event,
+                    on_progress=lambda p: progress.update(task, cluster=p.describe()),
+                    allow_unlimited=allow_unlimited,
+                )
+                graded = on_cluster.results
+            else:
+                graded = grade_batch(
+                    submissions,
+                    settings,
+                    gradebook,
+                    slots=plan,
+                    monitor=monitor,
+                    force=force,
+                    on_event=on_event,
+                )
         finally:
             usage = monitor.stop() if monitor is not None else ()
     gradebook.record_batch(
@@ -152,13 +185,15 @@ def run_with_progress(
             profile=profile.name,
             started_at=started,
             finished_at=datetime.now(UTC),
-            workers=len(plan.slots),
+            workers=len(on_cluster.nodes) if on_cluster is not None else len(plan.slots),
             graded=len(graded),
             cached=len(cached),
             gpu_usage=tuple(u.to_json() for u in usage),
         )
     )
-    return BatchOutcome(graded, sorted(cached, key=lambda r: r.student), plan.note, usage)
+    note = "" if on_cluster is not None else plan.note
+    cached.sort(key=lambda r: r.student)
+    return BatchOutcome(graded, cached, note, usage, on_cluster)
 
 
 def grade_folder(
@@ -176,14 +211,16 @@ def grade_folder(
     cell_timeout_s: int | None = None,
     workdir: Path | None = None,
     allow_unlimited: bool = False,
+    cluster: str | None = None,
 ) -> int:
+    """`cluster`: a Ray cluster's address to grade on (`--executor ray --address`)."""
     console = Console(stderr=as_json)
     runs = workdir or project.root / ".deepgrade" / "runs"
     settings = batch_settings(
         project, exercise, profile, runs, unsafe, cell_timeout_s,
-        allow_unlimited=allow_unlimited, gpus=bool(gpus.ids),
+        allow_unlimited=allow_unlimited, gpus=bool(gpus.ids), on_this_host=cluster is None,
     )  # fmt: skip
-    gpu = resolve_gpus(gpus, workers, settings.profile.spec)  # refused before any work
+    gpu = None if cluster is not None else resolve_gpus(gpus, workers, settings.profile.spec)
     found = discover(folder, settings.spec.notebook)
     # Paths are students' names: never read as markup, never wrapped (a path split over two
     # lines cannot be found or copied).
@@ -203,6 +240,8 @@ def grade_folder(
             gpu=gpu,
             force=force,
             console=console,
+            cluster=cluster,
+            allow_unlimited=allow_unlimited,
         )
         batch = {r.student for r in outcome.graded + outcome.cached}
         stored = [(r, at) for r, at in book.latest(exercise, profile) if r.student in batch]
@@ -217,6 +256,8 @@ def grade_folder(
         console.print(f"[yellow]{escape(outcome.note)}[/]")
     for usage in outcome.gpu_usage:
         console.print(escape(usage.describe()), soft_wrap=True)
+    if outcome.cluster is not None:
+        print_cluster(outcome.cluster, console)
     if pages:
         console.print(f"feedback pages: {len(pages)} under {feedback}", soft_wrap=True)
     old = [r for r in outcome.cached if r.grader_version != settings.grader_version]
@@ -228,6 +269,22 @@ def grade_folder(
         )
     failed = [r for r in outcome.graded if r.verdict is Verdict.GRADER_ERROR]
     return EXIT_GRADER_FAILED if failed else EXIT_OK
+
+
+def print_cluster(batch: ClusterBatch, console: Console) -> None:
+    """Which node graded what and how long each waited; the nodes that refused, and why."""
+    from rich.table import Table
+
+    table = Table(title=f"cluster: {len(batch.nodes)} node(s), {batch.retries} retried task(s)")
+    for column in ("node", "graded", "median wait s", "median run s"):
+        table.add_column(column, justify="left" if column == "node" else "right")
+    for node in batch.nodes:
+        table.add_row(
+            escape(node.host), str(node.graded), f"{node.median_wait_s:g}", f"{node.median_run_s:g}"
+        )
+    console.print(table)
+    for host, reason in sorted(batch.refused.items()):
+        console.print(f"[yellow]refused by {escape(host)}: {escape(reason)}[/]", soft_wrap=True)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from deepgrade.batch import grade_folder
     from deepgrade.gpubatch import GpuRequest
 
+    if args.address and args.executor != "ray":
+        raise DeepgradeError("--address names a Ray cluster: add --executor ray")
     return grade_folder(
         _project(args),
         Path(args.submissions),
@@ -129,6 +131,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         cell_timeout_s=args.cell_timeout,
         workdir=Path(args.workdir) if args.workdir else None,
         allow_unlimited=args.allow_unlimited,
+        cluster=(args.address or "auto") if args.executor == "ray" else None,
     )
 
 
@@ -419,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the spec's)")
     grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
     grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    grade.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this host's workers; ray: one task per submission on a Ray cluster "
+        "(pip install 'deepgrade[ray]')",
+    )
+    grade.add_argument(
+        "--address", help="the Ray cluster: HOST:PORT of its head, or auto (default: auto)"
+    )
     grade.set_defaults(func=cmd_grade)
 
     regrade = sub.add_parser("regrade", help="re-grade stored results: --outdated, --borderline")

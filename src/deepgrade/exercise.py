@@ -39,6 +39,7 @@ class ProfileSpec:
     artifact_cap_mb: int
     thresholds: Mapping[str, float]
     gpus: float = 0.0  # fraction of one GPU a worker needs, 0..1 (0: CPU is fine)
+    cpus: int = 2  # CPUs one run needs (a Ray task asks for them): the kernel's 2 threads
     gpu_memory_mb: int | None = None  # GPU memory one run may take; sets how many share a GPU
     # Sizes of the synthetic look-alikes per data set (smoke runs on small ones), e.g.
     # {"cifar10": {"n_train": 2000, "n_test": 500}}; empty: the real files' sizes.
@@ -129,6 +130,9 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         raise InputError(
             path, f"{where}: gpus is the fraction of one GPU a worker needs, 0 to 1; got {gpus!r}"
         )
+    cpus = table.get("cpus", 2)
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= 256:
+        raise InputError(path, f"{where}: cpus is the CPUs one run needs, 1 to 256; got {cpus!r}")
     gpu_memory = table.get("gpu_memory_mb")
     if gpu_memory is not None and (
         isinstance(gpu_memory, bool) or not isinstance(gpu_memory, int) or gpu_memory <= 0
@@ -171,6 +175,7 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         data=data,
         thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
         gpus=float(gpus),
+        cpus=cpus,
         gpu_memory_mb=gpu_memory,
         **limits,
     )

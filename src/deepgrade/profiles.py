@@ -65,6 +65,7 @@ class GradingProfile:
                 "memory_mb": spec.memory_mb,
                 "artifact_cap_mb": spec.artifact_cap_mb,
                 "gpus": spec.gpus,
+                "cpus": spec.cpus,
                 "gpu_memory_mb": spec.gpu_memory_mb,
                 "parameters": dict(spec.parameters),
                 "thresholds": dict(spec.thresholds),

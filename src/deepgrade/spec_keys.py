@@ -200,6 +200,14 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "gpus", PROFILE, False, "0", "fraction of a GPU one grading worker needs", "gpus = 0.25"
     ),
     SpecKey(
+        "cpus",
+        PROFILE,
+        False,
+        "2",
+        "CPUs one run needs: what each task asks of a Ray node (the kernel uses 2 threads)",
+        "cpus = 2",
+    ),
+    SpecKey(
         "gpu_memory_mb",
         PROFILE,
         False,
