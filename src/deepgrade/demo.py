@@ -4,7 +4,8 @@ What this host enforces (as `deepgrade doctor` says), synthetic data, release, t
 solution and the recorded flawed samples (hostile ones among them) graded in the sandbox with a
 local pool, the class table, the authoring kit (`new` in a scratch course, the mutants `mutate`
 would grade), the gradebook and both exports (student-visible text checked
-against the exercises' hidden values on the way out). Each flawed
+against the exercises' hidden values on the way out), and a small batch graded on a local Ray
+cluster of two nodes (where deepgrade[ray] is installed). Each flawed
 sample's expected lost checks are compared with what the grader gave, so the demo is also a
 live self-test: it exits 1 when the grader disagrees with the expectations.
 """
@@ -53,6 +54,46 @@ def expectation_problems(result: SubmissionResult, sample: Sample | None) -> lis
     if runs != expected_runs:
         problems.append(f"{runs} run(s), expected {expected_runs}")
     return problems
+
+
+def show_cluster(scratch: Path, console: Console, unsafe: bool, allow_unlimited: bool) -> list[str]:
+    """Six submissions of the tiny course (one wrong) graded through `--executor ray` on a
+    Ray cluster started here (a head for the driver, two nodes of one CPU): the same sandbox on
+    every node, the per-node summary. Returns what went other than expected."""
+    try:
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        console.print("skipped: Ray is not installed (pip install 'deepgrade[ray]')")
+        return []
+    from deepgrade import tinycourse
+    from deepgrade.batch import print_cluster
+
+    course = tinycourse.write_course(scratch / "course")
+    students = [f"student{index}" for index in range(6)]
+    paths = tinycourse.write_submissions(scratch / "submissions", students, wrong=["student0"])
+    settings = batch_settings(
+        Project(course), tinycourse.EXERCISE, "smoke", scratch / "runs", unsafe,
+        allow_unlimited=allow_unlimited, on_this_host=False,
+    )  # fmt: skip
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        with Gradebook(scratch / "gradebook.db") as book:
+            outcome = run_with_progress(
+                [Submission(p.stem, p) for p in paths], settings, book, workers=1,
+                force=True, console=console, cluster=cluster.address,
+                allow_unlimited=allow_unlimited,
+            )  # fmt: skip
+    finally:
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+    print_results(outcome.graded, f"{tinycourse.EXERCISE}: graded on the cluster", console)
+    if outcome.cluster is not None:
+        print_cluster(outcome.cluster, console)
+    points = {r.student: r.points for r in outcome.graded}
+    expected = {student: 0.0 if student == "student0" else 1.0 for student in students}
+    return [] if points == expected else [f"cluster: {points} where {expected} was expected"]
 
 
 def show_authoring_kit(project: Project, scratch: Path, console: Console) -> None:
@@ -178,6 +219,8 @@ def run_demo(
     show_authoring_kit(project, workdir / "authoring", console)
     console.rule("5. gradebook, exports, feedback pages and class reports")
     publish(project, exercises, graded, workdir, console)
+    console.rule("6. a cluster: one Ray task per submission, on two local nodes")
+    surprises += show_cluster(workdir / "cluster", console, unsafe, allow_unlimited)
     for line in surprises:
         console.print(f"[bold red]unexpected: {line}[/]")
     verdict = "[green]all as expected[/]"
