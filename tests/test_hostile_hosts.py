@@ -404,7 +404,9 @@ def test_cpu_time_is_measured_from_the_cgroup(tmp_path: Path) -> None:
             stdout=out, stderr=out,
         )  # fmt: skip
     assert outcome.returncode == 0
-    assert outcome.cpu_seconds is not None and outcome.cpu_seconds >= 0.3
+    # at least the 0.3 s the process counted on its own clock, less the few milliseconds by
+    # which cgroup v1's cpuacct and the process clock may disagree (0.29988 seen)
+    assert outcome.cpu_seconds is not None and outcome.cpu_seconds >= 0.29
 
 
 # --- bubblewrap as distributions ship it ------------------------------------------------------
