@@ -1,5 +1,5 @@
 """How deepgrade's cost per submission holds up from 10 to 1,000 submissions, on the local
-pool and on Ray (one and two local nodes), and what a class would take on N GPU nodes.
+pool and on Ray (one and two local nodes), and what a class would take on N nodes.
 
 The exercise is deepgrade.tinycourse's (a notebook that trains nothing), so what is measured is
 the grader's own cost: sandbox, kernel, checks, gradebook. Each run is a whole process tree in
@@ -10,8 +10,8 @@ with no task CPUs and 1 or 2 nodes of 2 CPUs, so both fit this machine) and grad
 
 Printed side by side: per-submission wall and CPU seconds per size (flat: within 10% from 100
 to 1,000), Ray's overhead per task over the local pool, the gradebook's writes per second, and
-the projected wall time for 300 students x 5 exercises on N GPU nodes, from the per-submission
-costs given with --full (seconds of one full-profile submission on one GPU, per exercise: the
+the projected wall time for 300 students x 5 exercises on N nodes, from the per-submission
+costs given with --full (seconds of one full-profile submission on one node, per exercise: the
 exercises' READMEs record them) and the measured overhead per task.
 
 Usage: .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--runs local,ray1,ray2]
@@ -116,7 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--runs", default="local,ray1,ray2")
-    parser.add_argument("--full", default="", help="exercise=seconds,... on one GPU")
+    parser.add_argument("--full", default="", help="exercise=seconds,... on one node")
     parser.add_argument("--per-node", type=int, default=2, help="submissions at once per node")
     parser.add_argument("--work", default=str(ROOT / ".deepgrade" / "bench" / "scale"))
     args = parser.parse_args()
@@ -163,7 +163,7 @@ def main() -> int:
         print(
             textwrap.dedent(f"""
             projected: {CLASS} submissions (300 students x 5 exercises), {args.per_node} at once
-            per GPU node, {mean:.0f} s per full-profile submission on average ({", ".join(costs)}),
+            per node, {mean:.0f} s per full-profile submission on average ({", ".join(costs)}),
             plus {overhead:.2f} s of Ray per task:""").strip()
         )
         for nodes in (1, 2, 4, 8, 16):

@@ -160,6 +160,52 @@ def test_an_interrupt_stops_the_batch_and_keeps_what_finished(
     assert started <= {"s0", "s1", "s2"}, f"queued submissions were started: {started}"
 
 
+class BlockingGrader(FakeGrader):
+    """Every submission grades until the batch is cancelled (20 s at most), on a worker
+    thread whose id it records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def __call__(self, submission: Submission, job: GradeSettings) -> SubmissionResult:
+        with self.lock:
+            self.threads.append(threading.get_ident())
+        assert job.cancel is not None
+        if job.cancel.wait(timeout=20):
+            raise Cancelled(submission.student)
+        return super().__call__(submission, job)
+
+
+def test_a_ctrl_c_the_kernel_gives_a_worker_thread_still_stops_the_batch(
+    tmp_path: Path,
+    settings: GradeSettings,
+    students: list[Submission],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process-wide SIGINT goes to any thread that does not block it; Python raises
+    KeyboardInterrupt in the main thread only when that thread runs bytecode again. The batch
+    once waited on its workers without a timeout and slept through such a Ctrl-C (the CI hang
+    of the real-batch test below); here it is sent to a worker thread on purpose."""
+    grader = BlockingGrader()
+    monkeypatch.setattr(runner, "grade_submission", grader)
+    monkeypatch.setattr(runner, "require_sandbox", lambda unsafe: None)
+
+    def ctrl_c_to_a_worker() -> None:
+        deadline = time.monotonic() + 20
+        while not grader.threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(grader.threads[0], signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_to_a_worker, daemon=True).start()
+    started = time.monotonic()
+    with Gradebook(tmp_path / "gb.db") as book:
+        with pytest.raises(KeyboardInterrupt):
+            runner.grade_batch(students, settings, book, workers=2)
+        assert book.latest() == []  # nothing finished, nothing cancelled recorded
+    assert time.monotonic() - started < 10  # not the 20 s the workers would have waited
+
+
 # ---------------------------------------------------------------- a real `deepgrade grade`
 
 SPEC = """\

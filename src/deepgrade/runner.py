@@ -19,7 +19,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 from deepgrade.borderline import rerun
@@ -34,6 +34,8 @@ from deepgrade.results import SubmissionResult
 from deepgrade.submissions import Submission
 
 log = logging.getLogger(__name__)
+
+WAKE_S = 0.2  # the calling thread wakes this often, so a signal's handler runs promptly
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,19 @@ def _run_pool(
     pool = ThreadPoolExecutor(max_workers=len(plan.slots))
     try:
         futures = {pool.submit(_grade_safely, s, settings, free, monitor): s for s in todo}
-        for future in as_completed(futures):
-            result = future.result()
-            gradebook.record(result)
-            recorded.add(future)
-            results.append(result)
-            done += 1
-            notify(BatchEvent(futures[future], result, done, total))
+        pending = set(futures)
+        while pending:
+            # Never an endless wait: a Ctrl-C the kernel hands to a worker thread raises
+            # KeyboardInterrupt only once this thread runs Python again (an untimed wait on
+            # the futures slept through it, and the batch never stopped).
+            finished, pending = wait(pending, timeout=WAKE_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                result = future.result()
+                gradebook.record(result)
+                recorded.add(future)
+                results.append(result)
+                done += 1
+                notify(BatchEvent(futures[future], result, done, total))
     except BaseException:  # Ctrl-C, SIGTERM, or a failure of the gradebook itself
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)  # prompt: running ones see `cancel`
