@@ -197,13 +197,21 @@ def test_a_ctrl_c_the_kernel_gives_a_worker_thread_still_stops_the_batch(
             time.sleep(0.01)
         signal.pthread_kill(grader.threads[0], signal.SIGINT)
 
-    threading.Thread(target=ctrl_c_to_a_worker, daemon=True).start()
-    started = time.monotonic()
-    with Gradebook(tmp_path / "gb.db") as book:
-        with pytest.raises(KeyboardInterrupt):
-            runner.grade_batch(students, settings, book, workers=2)
-        assert book.latest() == []  # nothing finished, nothing cancelled recorded
-    assert time.monotonic() - started < 10  # not the 20 s the workers would have waited
+    # Ctrl-C as a shell delivers it, whatever this test process inherited or was left with
+    # (the workers inherit this thread's signal mask)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c_to_a_worker, daemon=True).start()
+        started = time.monotonic()
+        with Gradebook(tmp_path / "gb.db") as book:
+            with pytest.raises(KeyboardInterrupt):
+                runner.grade_batch(students, settings, book, workers=2)
+            assert book.latest() == []  # nothing finished, nothing cancelled recorded
+        assert time.monotonic() - started < 10  # not the 20 s the workers would have waited
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 # ---------------------------------------------------------------- a real `deepgrade grade`
@@ -306,12 +314,21 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": lib, "PYTHONFAULTHANDLER": "1"}
 
 
+def _signals_left_off() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _interrupt_a_batch(course: dict[str, Path], signum: int) -> None:
     """Start a batch, wait until s0 is graded and two slow ones are running, send `signum`,
     and check that it stopped within 10 s leaving nothing behind."""
     root, token = course["root"], str(course["token"])
     log = (root / "grade.log").open("wb")
-    proc = subprocess.Popen(_grade(course), stdout=log, stderr=log, env=_env())
+    # started with SIGINT ignored and both signals blocked, as a parent may leave them (both are
+    # inherited): the command must still stop on them
+    proc = subprocess.Popen(
+        _grade(course), stdout=log, stderr=log, env=_env(), preexec_fn=_signals_left_off
+    )
     try:
         deadline = time.monotonic() + 300
         while not (_graded(root / "gb.db") == {FAST} and len(_processes_with(token)) >= 2):
