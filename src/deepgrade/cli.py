@@ -548,22 +548,15 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """While a command runs, SIGTERM (a scheduler, `kill`, a CI timeout) stops it like Ctrl-C,
-    and Ctrl-C stops it even where the parent process left SIGINT ignored or blocked (both are
-    inherited: Python then installs no KeyboardInterrupt, and a batch would never stop)."""
+    """While a command runs, SIGTERM (a scheduler, `kill`, a CI timeout) stops it like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers (main() called from a test's thread)
         return
-    stops = {signal.SIGINT, signal.SIGTERM}
-    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
