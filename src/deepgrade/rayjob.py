@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deepgrade.datasets._cache import SUMS, read_sums, sha256
 from deepgrade.errors import DeepgradeError
 from deepgrade.exercise import ExerciseSpec, load_exercise
 from deepgrade.grade import GradeSettings
@@ -79,14 +80,6 @@ class JobBundle:
         return replace(self, digest=content.hexdigest())
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _exercise_files(directory: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
@@ -116,7 +109,7 @@ def pack(
     for path, model in [(p, False) for p in profile.data_files] + [
         (p, True) for p in profile.model_files
     ]:
-        digest = sha256_file(path)
+        digest = sha256(path)
         shipped.append(ShippedFile(path.name, digest, path.stat().st_size, model))
         paths[digest] = path
     bundle = JobBundle(
@@ -163,10 +156,9 @@ def cached_copies(cache: Path) -> dict[tuple[str, str], Path]:
     """(name, sha256) -> path of every file the cache's entries list in their SHA256SUMS
     (datasets' `<name>/<variant>/`, models' `models/<name>/<profile>/`), without hashing."""
     found: dict[tuple[str, str], Path] = {}
-    for sums in sorted(cache.glob("*/*/SHA256SUMS")) + sorted(cache.glob("*/*/*/SHA256SUMS")):
+    for sums in sorted(cache.glob(f"*/*/{SUMS}")) + sorted(cache.glob(f"*/*/*/{SUMS}")):
         with contextlib.suppress(OSError, UnicodeDecodeError):
-            for line in sums.read_text(encoding="utf-8").splitlines():
-                digest, _, name = line.partition("  ")
+            for name, digest in read_sums(sums.parent).items():
                 path = sums.parent / name
                 if name and "/" not in name and path.is_file():
                     found.setdefault((name, digest), path)

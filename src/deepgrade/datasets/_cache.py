@@ -68,16 +68,21 @@ def write_sums(directory: Path, files: Sequence[str]) -> None:
     (directory / SUMS).write_text(lines, encoding="utf-8")
 
 
+def read_sums(directory: Path) -> dict[str, str]:
+    """name -> sha256 as the folder's SHA256SUMS records them; OSError when it has none."""
+    recorded = {}
+    for line in (directory / SUMS).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        recorded[name] = digest
+    return recorded
+
+
 def changed_files(directory: Path, files: Sequence[str]) -> list[str]:
     """Files missing, unlisted in SHA256SUMS, or whose sha256 differs from it."""
     try:
-        text = (directory / SUMS).read_text(encoding="utf-8")
+        recorded = read_sums(directory)
     except OSError:
         return list(files)
-    recorded = {}
-    for line in text.splitlines():
-        digest, _, name = line.partition("  ")
-        recorded[name] = digest
     return [
         name
         for name in files
