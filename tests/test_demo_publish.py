@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -26,6 +27,13 @@ def test_publish_writes_and_names_every_page(tmp_path: Path) -> None:
         report = tmp_path / "reports" / f"{exercise}.html"
         assert report.is_file() and f"class report: {report}" in printed
     assert "5 HTML pages" in printed
+    with (tmp_path / "canvas.csv").open(newline="", encoding="utf-8") as handle:
+        canvas = list(csv.reader(handle))
+    assert canvas[0][-1] == "SIGNS hand-sign CNN"  # the exercise's title
+    scores = {row[3]: row[-1] for row in canvas[2:]}  # by SIS Login ID
+    assert scores["ana"] != "" and scores["di"] != ""  # a timeout is a grade
+    assert scores["ed"] == ""  # a grader error is not
+    assert f"Canvas:    {tmp_path / 'canvas.csv'} (signs_cnn: column" in printed
 
 
 def test_the_demo_flags_a_sample_graded_otherwise_than_recorded() -> None:

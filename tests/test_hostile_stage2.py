@@ -568,4 +568,4 @@ def test_cli_export_reports_what_it_left_out(
     printed = capsys.readouterr().out
     assert code == 0
     assert "exported 1 results to 1 file(s)" in printed
-    assert "left out 1 grader error(s)" in printed and "signs_cnn/bo: grader_error" in printed
+    assert "left out 1 result(s)" in printed and "signs_cnn/bo: grader_error" in printed

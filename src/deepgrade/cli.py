@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
+EXPORT_DEFAULT_OUT = {"csv": "grades.csv", "gradescope": "gradescope", "canvas": "canvas.csv"}
 LOOK_ALIKE_HELP = (
     "run a real-data profile (full) on the synthetic look-alike at the real sizes: its time, "
     "not the course's accuracy"
@@ -166,24 +167,30 @@ def _stored_results(args: argparse.Namespace, project: Project) -> list[Graded]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from deepgrade.canvas import read_roster
     from deepgrade.export import EXPORTERS, project_visible_checks
     from deepgrade.redact import project_secrets
 
+    if args.format == "canvas" and not args.roster:
+        raise DeepgradeError("--format canvas needs --roster: the gradebook CSV Canvas exported")
     project = _project(args)
+    roster = read_roster(Path(args.roster)) if args.roster else None
     results = _stored_results(args, project)
-    default_out = "grades.csv" if args.format == "csv" else "gradescope"
+    where = args.out or EXPORT_DEFAULT_OUT[args.format]
     exercises = {r.exercise for r, _ in results}
     exported = EXPORTERS[args.format](
         results,
-        Path(args.out or default_out),
+        Path(where),
         secrets=project_secrets(project.autograder, exercises),
         visible_checks=project_visible_checks(project.autograder, exercises),
+        roster=roster,
+        assignment=args.assignment,
     )
     shown = len(results) - len(exported.left_out)
-    where = args.out or default_out
     print(f"exported {shown} results to {len(exported.files)} file(s) under {where}")
+    print("\n".join(exported.notes))
     if exported.left_out:
-        print(f"left out {len(exported.left_out)} grader error(s), which are not grades:")
+        print(f"left out {len(exported.left_out)} result(s), which are not grades there:")
         print("\n".join(f"  {line}" for line in exported.left_out))
     return EXIT_OK
 
@@ -453,8 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     regrade.set_defaults(func=cmd_regrade)
 
     exp = sub.add_parser("export", help="export the gradebook")
-    exp.add_argument("--format", required=True, choices=("csv", "gradescope"))
-    exp.add_argument("--out", help="file (csv) or folder (gradescope)")
+    exp.add_argument("--format", required=True, choices=tuple(EXPORT_DEFAULT_OUT))
+    exp.add_argument("--out", help="file (csv, canvas) or folder (gradescope)")
+    exp.add_argument("--roster", help="canvas: the gradebook CSV Canvas exported (its students)")
+    exp.add_argument(
+        "--assignment", help="canvas: the assignment's column (default: the exercise's name)"
+    )
     exp.add_argument("--exercise")
     exp.add_argument("--profile")
     exp.add_argument("--gradebook")

@@ -3,7 +3,7 @@
 What this host enforces (as `deepgrade doctor` says), synthetic data, release, the reference
 solution and the recorded flawed samples (hostile ones among them) graded in the sandbox with a
 local pool, the class table, the authoring kit (`new` in a scratch course, the mutants `mutate`
-would grade), the gradebook and both exports (student-visible text checked
+would grade), the gradebook and the exports: CSV, Gradescope, Canvas (student-visible text checked
 against the exercises' hidden values on the way out), and a small batch graded on a local Ray
 cluster of two nodes (where deepgrade[ray] is installed). Each flawed
 sample's expected lost checks are compared with what the grader gave, so the demo is also a
@@ -22,9 +22,15 @@ from rich.console import Console
 
 from deepgrade import gpudoctor, nvidia
 from deepgrade.batch import batch_settings, run_with_progress
+from deepgrade.canvas import read_roster
 from deepgrade.classreport import summarise, write_report
 from deepgrade.exercise import DEFAULT_PROFILE, load_exercise
-from deepgrade.export import export_csv, export_gradescope, project_visible_checks
+from deepgrade.export import (
+    export_canvas,
+    export_csv,
+    export_gradescope,
+    project_visible_checks,
+)
 from deepgrade.feedback import write_feedback
 from deepgrade.gradebook import Gradebook
 from deepgrade.hostcheck import current, describe
@@ -115,6 +121,18 @@ def show_authoring_kit(project: Project, scratch: Path, console: Console) -> Non
     )
 
 
+def demo_roster(graded: list[tuple[SubmissionResult, str]], path: Path) -> Path:
+    """A stand-in for the gradebook CSV Canvas exports: the demo's students, by login."""
+    students = sorted({result.student for result, _ in graded})
+    lines = ["Student,ID,SIS User ID,SIS Login ID,Section", "    Points Possible,,,,"]
+    lines += [
+        f'"Demo, {name}",{100 + i},2026{i:04d},{name},deepgrade demo'
+        for i, name in enumerate(students)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def publish(
     project: Project,
     exercises: list[str],
@@ -131,6 +149,19 @@ def publish(
     console.print(f"gradebook: {workdir / 'gradebook.db'}", soft_wrap=True)
     console.print(f"CSV:       {workdir / 'grades.csv'}", soft_wrap=True)
     console.print(f"Gradescope results.json files under {workdir / 'gradescope'}", highlight=False)
+    first = next(e for e in exercises if any(r.exercise == e for r, _ in graded))
+    canvas = export_canvas(
+        [(result, when) for result, when in graded if result.exercise == first],
+        workdir / "canvas.csv",
+        secrets=secrets,
+        roster=read_roster(demo_roster(graded, workdir / "canvas_export.csv")),
+        assignment=load_exercise(project.autograder, first).title,
+    )
+    console.print(
+        f"Canvas:    {workdir / 'canvas.csv'} ({first}: {canvas.notes[0]}; the roster is a "
+        "stand-in for the gradebook Canvas exports)",
+        soft_wrap=True,
+    )
     pages = write_feedback(project.autograder, graded, workdir / "feedback").pages
     console.print(
         f"feedback:  {len(pages)} HTML pages under {workdir / 'feedback'}, e.g.", soft_wrap=True

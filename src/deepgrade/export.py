@@ -1,4 +1,5 @@
-"""Exports of the gradebook: a CSV for the LMS and Gradescope's results.json per submission.
+"""Exports of the gradebook: a CSV for the LMS, Gradescope's results.json per submission and
+the CSV Canvas's gradebook import accepts.
 
 Exporters share one shape (results in, files out and what was left out) and are found by name
 in `EXPORTERS`, the way papermill finds its I/O handlers, so a new LMS format is one function
@@ -13,10 +14,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from deepgrade.canvas import MATCH_ORDER, CanvasColumn, Roster, write_import
+from deepgrade.errors import DeepgradeError
 from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.verdicts import explain
@@ -30,6 +33,7 @@ class Exported:
 
     files: list[Path]
     left_out: list[str]
+    notes: list[str] = field(default_factory=list)  # what else the reader should know
 
 
 class Exporter(Protocol):
@@ -40,6 +44,8 @@ class Exporter(Protocol):
         *,
         secrets: Mapping[str, Secrets] | None = None,
         visible_checks: Mapping[str, frozenset[str]] | None = None,
+        roster: Roster | None = None,
+        assignment: str | None = None,
     ) -> Exported: ...
 
 
@@ -82,6 +88,8 @@ def export_csv(
     *,
     secrets: Mapping[str, Secrets] | None = None,
     visible_checks: Mapping[str, frozenset[str]] | None = None,  # no checks in a CSV row
+    roster: Roster | None = None,  # every student graded is a row
+    assignment: str | None = None,  # the exercise column names it
 ) -> Exported:
     """One row per student and exercise: what an LMS gradebook import expects (a grader
     error's row has empty points, so no import can mistake it for a zero)."""
@@ -153,6 +161,8 @@ def export_gradescope(
     *,
     secrets: Mapping[str, Secrets] | None = None,
     visible_checks: Mapping[str, frozenset[str]] | None = None,
+    roster: Roster | None = None,  # Gradescope matches its own submissions
+    assignment: str | None = None,
 ) -> Exported:
     """`out/<exercise>/<student>/results.json`, one per graded submission; grader errors are
     left out (Gradescope would show a score), and listed."""
@@ -170,6 +180,67 @@ def export_gradescope(
     return Exported(written, left_out)
 
 
+def export_canvas(
+    results: Sequence[Graded],
+    out: Path,
+    *,
+    secrets: Mapping[str, Secrets] | None = None,
+    visible_checks: Mapping[str, frozenset[str]] | None = None,  # Canvas takes a score only
+    roster: Roster | None = None,
+    assignment: str | None = None,
+) -> Exported:
+    """The CSV Canvas's gradebook import accepts, for one exercise: the roster's students as
+    Canvas exported them, one assignment column (`assignment`, default the exercise's name; an
+    existing `name (id)` column of the roster is reused). A grader error, or a student the
+    roster does not know, gets no score and is listed; a roster student without a result keeps
+    a blank cell, which Canvas's import leaves unchanged."""
+    if roster is None:
+        raise DeepgradeError("a Canvas export needs the course's roster: --roster FILE.csv")
+    exercises = sorted({result.exercise for result, _ in results})
+    if len(exercises) > 1:
+        raise DeepgradeError(
+            f"a Canvas import takes one assignment column, and the gradebook holds "
+            f"{len(exercises)} exercises ({', '.join(exercises)}): choose one with --exercise"
+        )
+    if not exercises:
+        raise DeepgradeError("nothing to export: no graded submission for this exercise")
+    scores: dict[int, float] = {}
+    claimed: dict[int, str] = {}  # roster row -> the student id whose score it holds
+    left_out: list[str] = []
+    possible = 0.0
+    for result, _ in _visible(results, secrets):
+        if _no_grade(result):
+            left_out.append(_left_out_line(result))
+            continue
+        row = roster.match(result.student)
+        if row is None:
+            left_out.append(
+                f"{result.exercise}/{result.student}: not one student in {roster.path.name} "
+                f"(no single {', '.join(c for c in MATCH_ORDER if c in roster.columns)} "
+                "equal to it); rename the submission to the student's login or SIS id"
+            )
+            continue
+        if row in claimed:
+            left_out.append(
+                f"{result.exercise}/{result.student}: the same roster student as "
+                f"{claimed[row]}; neither should be exported twice, so this one is left out"
+            )
+            continue
+        claimed[row] = result.student
+        scores[row] = result.points
+        possible = max(possible, result.max_points)
+    header = roster.assignment_column(assignment or exercises[0])
+    write_import(roster, CanvasColumn(header, possible, scores), out)
+    blank = len(roster.students) - len(scores)
+    notes = [f"column {header!r}: {len(scores)} score(s) of {possible:g} points"]
+    if blank:
+        notes.append(
+            f"{blank} student(s) of the roster have no result here: their cells are blank, "
+            "which Canvas's import leaves unchanged"
+        )
+    return Exported([out], left_out, notes)
+
+
 def project_visible_checks(autograder: Path, exercises: Iterable[str]) -> dict[str, frozenset[str]]:
     """Each exercise's `visible_checks` (an exercise that no longer loads: none visible)."""
     from deepgrade.errors import InputError
@@ -184,4 +255,8 @@ def project_visible_checks(autograder: Path, exercises: Iterable[str]) -> dict[s
     return found
 
 
-EXPORTERS: dict[str, Exporter] = {"csv": export_csv, "gradescope": export_gradescope}
+EXPORTERS: dict[str, Exporter] = {
+    "csv": export_csv,
+    "gradescope": export_gradescope,
+    "canvas": export_canvas,
+}
