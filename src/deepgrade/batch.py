@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from deepgrade.deadlines import Deadlines
 from deepgrade.exercise import load_exercise
 from deepgrade.feedback import write_feedback
 from deepgrade.gpubatch import GpuRequest, GpuSetup, resolve_gpus
@@ -30,9 +31,10 @@ from deepgrade.gradebook import BatchRecord, Gradebook
 from deepgrade.graderversion import grader_version
 from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
-from deepgrade.report import print_results
+from deepgrade.report import print_lateness, print_results
 from deepgrade.results import SubmissionResult, Verdict
 from deepgrade.runner import BatchEvent, grade_batch
+from deepgrade.submission_times import read_times
 from deepgrade.submissions import Submission, discover, display_path
 
 if TYPE_CHECKING:
@@ -212,8 +214,14 @@ def grade_folder(
     workdir: Path | None = None,
     allow_unlimited: bool = False,
     cluster: str | None = None,
+    deadlines: Deadlines | None = None,
+    times_csv: Path | None = None,
+    assignment: str | None = None,
 ) -> int:
-    """`cluster`: a Ray cluster's address to grade on (`--executor ray --address`)."""
+    """`cluster`: a Ray cluster's address to grade on (`--executor ray --address`);
+    `deadlines`: the course's, for the late penalties shown; `times_csv`: submission times
+    (else nbgrader's timestamp.txt or Gradescope's metadata beside each notebook);
+    `assignment`: nbgrader's folder name for the exercise (default: the exercise's)."""
     console = Console(stderr=as_json)
     runs = workdir or project.root / ".deepgrade" / "runs"
     settings = batch_settings(
@@ -221,17 +229,22 @@ def grade_folder(
         allow_unlimited=allow_unlimited, gpus=bool(gpus.ids), on_this_host=cluster is None,
     )  # fmt: skip
     gpu = None if cluster is not None else resolve_gpus(gpus, workers, settings.profile.spec)
-    found = discover(folder, settings.spec.notebook)
+    found = discover(folder, settings.spec.notebook, assignment or exercise)
+    zone = deadlines.zone if deadlines is not None else UTC
+    times = read_times(found.submissions, exercise, zone, times_csv)
     # Paths are students' names: never read as markup, never wrapped (a path split over two
     # lines cannot be found or copied).
     for problem in found.problems:
         console.print(f"[yellow]skipped: {escape(problem)}[/]", soft_wrap=True)
+    for problem in times.problems:
+        console.print(f"[yellow]{escape(problem)}[/]", soft_wrap=True)
     if not found.submissions:
         console.print(
             f"[yellow]no submissions found in {escape(display_path(folder))}[/]", soft_wrap=True
         )
     gradebook_path = gradebook_path or default_gradebook(project)
     with Gradebook(gradebook_path) as book:
+        book.record_times(times.found)  # facts about the files: kept even if grading stops
         outcome = run_with_progress(
             found.submissions,
             settings,
@@ -245,6 +258,8 @@ def grade_folder(
         )
         batch = {r.student for r in outcome.graded + outcome.cached}
         stored = [(r, at) for r, at in book.latest(exercise, profile) if r.student in batch]
+    if deadlines is not None:
+        stored = deadlines.apply(stored)
     feedback = gradebook_path.parent / "feedback"  # beside the gradebook the pages come from
     pages = write_feedback(project.autograder, stored, feedback).pages
     if as_json:
@@ -258,6 +273,8 @@ def grade_folder(
         console.print(escape(usage.describe()), soft_wrap=True)
     if outcome.cluster is not None:
         print_cluster(outcome.cluster, console)
+    if deadlines is not None:
+        print_lateness([r for r, _ in stored], deadlines, console)
     if pages:
         console.print(f"feedback pages: {len(pages)} under {feedback}", soft_wrap=True)
     old = [r for r in outcome.cached if r.grader_version != settings.grader_version]

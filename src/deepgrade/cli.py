@@ -25,6 +25,7 @@ from deepgrade.exercise import DEFAULT_PROFILE, PROFILES
 from deepgrade.project import Project
 
 if TYPE_CHECKING:
+    from deepgrade.deadlines import Deadlines
     from deepgrade.export import Graded
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -118,8 +119,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     if args.address and args.executor != "ray":
         raise DeepgradeError("--address names a Ray cluster: add --executor ray")
+    project = _project(args)
     return grade_folder(
-        _project(args),
+        project,
         Path(args.submissions),
         exercise=args.exercise,
         profile=args.profile,
@@ -133,6 +135,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         workdir=Path(args.workdir) if args.workdir else None,
         allow_unlimited=args.allow_unlimited,
         cluster=(args.address or "auto") if args.executor == "ray" else None,
+        deadlines=_deadlines(args, project),
+        times_csv=Path(args.times) if args.times else None,
+        assignment=args.assignment,
     )
 
 
@@ -154,16 +159,29 @@ def cmd_regrade(args: argparse.Namespace) -> int:
     return regrade_outdated(_project(args), workers=args.workers, **common)
 
 
+def _deadlines(args: argparse.Namespace, project: Project) -> Deadlines | None:
+    """--deadlines, else the course's deadlines.toml where it has one, parsed once."""
+    from deepgrade.deadlines import FILE_NAME, read_deadlines
+
+    path = Path(args.deadlines) if args.deadlines else project.root / FILE_NAME
+    if not args.deadlines and not path.is_file():
+        return None
+    return read_deadlines(path, project.exercise_names(include_drafts=True))
+
+
 def _stored_results(args: argparse.Namespace, project: Project) -> list[Graded]:
-    """The gradebook's latest results (for --exercise/--profile when given), with their time."""
+    """The gradebook's latest results (for --exercise/--profile when given), with their time,
+    each with its lateness when the course has deadlines."""
     from deepgrade.batch import default_gradebook
     from deepgrade.gradebook import Gradebook
 
+    deadlines = _deadlines(args, project)
     path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
     if not path.is_file():
         raise DeepgradeError(f"{path}: no gradebook here yet (grade something first)")
     with Gradebook(path) as book:
-        return book.latest(args.exercise, args.profile)
+        results = book.latest(args.exercise, args.profile)
+    return deadlines.apply(results) if deadlines is not None else results
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -360,6 +378,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_GRADER_FAILED if host.refusal() else EXIT_OK
 
 
+def _deadlines_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deadlines",
+        help="due dates, extensions and the late policy (default: the course's deadlines.toml)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepgrade",
@@ -439,6 +464,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--address", help="the Ray cluster: HOST:PORT of its head, or auto (default: auto)"
     )
+    grade.add_argument(
+        "--times", help="CSV of submission times (student,submitted_at), for the deadlines"
+    )
+    grade.add_argument(
+        "--assignment",
+        help="nbgrader's assignment folder name in submitted/<student>/<assignment>/ "
+        "(default: the only folder there, or the exercise's name)",
+    )
+    _deadlines_option(grade)
     grade.set_defaults(func=cmd_grade)
 
     regrade = sub.add_parser("regrade", help="re-grade stored results: --outdated, --borderline")
@@ -469,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--exercise")
     exp.add_argument("--profile")
     exp.add_argument("--gradebook")
+    _deadlines_option(exp)
     exp.set_defaults(func=cmd_export)
 
     fb = sub.add_parser(
@@ -478,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--exercise")
     fb.add_argument("--profile")
     fb.add_argument("--gradebook")
+    _deadlines_option(fb)
     fb.set_defaults(func=cmd_feedback)
 
     rep = sub.add_parser("report", help="write the class report of one exercise (HTML, CSV, JSON)")
@@ -485,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     rep.add_argument("--out", default="reports", help="folder (default: ./reports)")
     rep.add_argument("--gradebook")
+    _deadlines_option(rep)
     rep.set_defaults(func=cmd_report)
 
     chk = sub.add_parser("check-solutions", help="grade every reference solution: full marks?")

@@ -79,7 +79,23 @@ CSV_COLUMNS = (
     "unlimited",
     "graded_at",
     "content_hash",
+    "submitted_at",
+    "due",
+    "days_late",
+    "late_penalty",
+    "final_points",
 )
+
+
+def _late_columns(result: SubmissionResult, blank: bool) -> tuple[str, ...]:
+    """submitted_at, due, days_late, late_penalty, final_points ("" where unknown)."""
+    late = result.late
+    final = "" if blank else f"{result.final_points:g}"
+    if late is None or not late.known:
+        due = late.due if late is not None else ""
+        return (result.submitted_at, due, "", "", final if late is None else "")
+    penalty = "" if blank else f"{late.penalty:g}"
+    return (result.submitted_at, late.due, str(late.days_late), penalty, final)
 
 
 def export_csv(
@@ -92,7 +108,8 @@ def export_csv(
     assignment: str | None = None,  # the exercise column names it
 ) -> Exported:
     """One row per student and exercise: what an LMS gradebook import expects (a grader
-    error's row has empty points, so no import can mistake it for a zero)."""
+    error's row has empty points, so no import can mistake it for a zero). `points` are the
+    points earned; with deadlines, the late penalty and the points that count follow."""
     results = _visible(results, secrets)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
@@ -113,6 +130,7 @@ def export_csv(
                     "yes" if result.unlimited else "no",
                     graded_at,
                     result.content_hash,
+                    *_late_columns(result, blank),
                 )
             )
     return Exported([out], [])
@@ -131,10 +149,11 @@ def gradescope_results(
     result = withhold(result, secrets)
     happened, todo = explain(result.verdict)
     headline = f"{result.verdict}: {result.detail}" if result.detail else str(result.verdict)
+    late = "" if result.late is None else f"\nSubmission: {result.late.describe()}"
     return {
-        "score": result.points,
+        "score": result.final_points,
         "execution_time": round(result.stage1_seconds + result.stage2_seconds, 1),
-        "output": f"{headline}\n{happened}\nWhat to do: {todo}",
+        "output": f"{headline}\n{happened}\nWhat to do: {todo}{late}",
         "output_format": "text",
         "visibility": "visible",
         "tests": [
@@ -227,7 +246,13 @@ def export_canvas(
             )
             continue
         claimed[row] = result.student
-        scores[row] = result.points
+        if result.late is not None and not result.late.known:
+            left_out.append(
+                f"{result.exercise}/{result.student}: its submission time is unknown, so its "
+                "late penalty is too; give grade --times or export without deadlines"
+            )
+            continue
+        scores[row] = result.final_points
         possible = max(possible, result.max_points)
     header = roster.assignment_column(assignment or exercises[0])
     write_import(roster, CanvasColumn(header, possible, scores), out)

@@ -8,9 +8,10 @@ exports take each student's latest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,14 @@ CREATE TABLE IF NOT EXISTS checks (
 );
 CREATE INDEX IF NOT EXISTS submissions_by_student
     ON submissions (exercise, profile, student, graded_at);
+CREATE TABLE IF NOT EXISTS submission_times (
+    student TEXT NOT NULL,
+    exercise TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (student, exercise, content_hash)
+);
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     exercise TEXT NOT NULL,
@@ -62,6 +71,19 @@ CREATE TABLE IF NOT EXISTS batches (
     gpu_json TEXT NOT NULL
 );
 """
+
+
+@dataclass(frozen=True)
+class SubmittedAt:
+    """When a submission was handed in, and where that time was read (nbgrader's
+    timestamp.txt, Gradescope's submission_metadata.json, a CSV): a fact about the file,
+    kept apart from its grading so a time learnt later needs no re-grading."""
+
+    student: str
+    exercise: str
+    content_hash: str
+    submitted_at: datetime  # aware
+    source: str
 
 
 @dataclass(frozen=True)
@@ -165,10 +187,36 @@ class Gradebook:
                 ],
             )
 
+    def record_times(self, times: Iterable[SubmittedAt]) -> None:
+        """Store submission times (one transaction); a submission's newer time replaces it."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO submission_times VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        t.student,
+                        t.exercise,
+                        t.content_hash,
+                        t.submitted_at.isoformat(),
+                        t.source,
+                    )
+                    for t in times
+                ],
+            )
+
+    def _times(self, exercise: str | None) -> dict[tuple[str, str, str], str]:
+        rows = self._db.execute(
+            "SELECT student, exercise, content_hash, submitted_at FROM submission_times "
+            "WHERE (:exercise IS NULL OR exercise = :exercise)",
+            {"exercise": exercise},
+        ).fetchall()
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
     def latest(
         self, exercise: str | None = None, profile: str | None = None
     ) -> list[tuple[SubmissionResult, str]]:
-        """Each student's most recent result per exercise and profile, with its time."""
+        """Each student's most recent result per exercise and profile, with its time (and the
+        submission's time, where one was recorded: `submitted_at`)."""
         rows = self._db.execute(
             "SELECT result_json, graded_at FROM submissions AS s WHERE "
             "(:exercise IS NULL OR exercise = :exercise) AND "
@@ -179,7 +227,15 @@ class Gradebook:
             "ORDER BY exercise, profile, student",
             {"exercise": exercise, "profile": profile},
         ).fetchall()
-        return [(SubmissionResult.from_json(json.loads(r[0])), r[1]) for r in rows]
+        times = self._times(exercise)
+        found = []
+        for row in rows:
+            result = SubmissionResult.from_json(json.loads(row[0]))
+            key = (result.student, result.exercise, result.content_hash)
+            if key in times:
+                result = dataclasses.replace(result, submitted_at=times[key])
+            found.append((result, row[1]))
+        return found
 
     def record_batch(self, batch: BatchRecord) -> None:
         """Store one batch's record (its submissions are stored one by one as they finish)."""

@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from deepgrade.deadlines import Deadlines
 from deepgrade.results import SubmissionResult, Verdict
 
 _VERDICT_STYLE = {Verdict.GRADED: "green", Verdict.GRADER_ERROR: "bold red"}
@@ -92,3 +93,40 @@ def print_results(results: Sequence[SubmissionResult], title: str, console: Cons
     unsafe = [r.student for r in results if r.unsafe]
     if unsafe:
         console.print(f"[yellow]graded WITHOUT the sandbox (--unsafe): {', '.join(unsafe)}[/]")
+
+
+def lateness_table(results: Sequence[SubmissionResult], source: str) -> Table | None:
+    """Who handed in late (or at an unknown time), and what it costs: the points earned, the
+    penalty and the points that count, side by side. None when everyone was on time."""
+    shown = [r for r in results if r.late is not None and (r.late.days_late or not r.late.known)]
+    if not shown:
+        return None
+    table = Table(title=f"late submissions ({source})", title_justify="left")
+    for column in ("student", "submitted", "due", "late", "earned", "penalty", "counts"):
+        table.add_column(column, justify="right" if column in ("earned", "penalty") else "left")
+    for result in sorted(shown, key=lambda r: r.student):
+        late = result.late
+        assert late is not None
+        due = late.due + (" (extension)" if late.extended else "")
+        if not late.known:
+            table.add_row(result.student, "unknown", due, "not assessed", f"{result.points:g}")
+            continue
+        cutoff = "" if late.accepted else ", past the cutoff"
+        table.add_row(
+            result.student,
+            result.submitted_at,
+            due,
+            f"{late.days_late} day(s){cutoff}",
+            f"{result.points:g}",
+            f"-{late.penalty:g}",
+            f"{result.final_points:g}/{result.max_points:g}",
+        )
+    return table
+
+
+def print_lateness(
+    results: Sequence[SubmissionResult], deadlines: Deadlines, console: Console
+) -> None:
+    table = lateness_table(results, deadlines.path.name)
+    if table is not None:
+        console.print(table)

@@ -101,6 +101,31 @@ class Rerun:
 
 
 @dataclass(frozen=True)
+class Lateness:
+    """How late a submission was against its due date (deepgrade.deadlines), and what that
+    costs: shown beside the points the checks gave, never in place of them."""
+
+    due: str  # ISO 8601, the student's own due date (an extension's where granted)
+    extended: bool = False
+    known: bool = True  # False: the submission's time is unknown, so nothing was assessed
+    days_late: int = 0  # started days past the due date and its grace
+    penalty: float = 0.0  # points taken off the points earned
+    accepted: bool = True  # False: past the hard cutoff, no points
+    policy: str = ""  # the late policy in words, when it applied
+
+    def describe(self) -> str:
+        """One line for tables, exports and the feedback page."""
+        if not self.known:
+            return "submission time unknown: lateness not assessed"
+        if not self.days_late:
+            return "on time"
+        late = f"{self.days_late} day(s) late"
+        if not self.accepted:
+            return f"{late}, past the hard cutoff: not accepted ({self.policy})"
+        return f"{late}: -{self.penalty:g} point(s) ({self.policy})"
+
+
+@dataclass(frozen=True)
 class SubmissionResult:
     """One submission graded end to end: what goes into the gradebook."""
 
@@ -134,10 +159,24 @@ class SubmissionResult:
     gpu: str = ""
     gpu_busy_pct: float | None = None
     gpu_memory_peak_mb: float | None = None
+    # When the student submitted (ISO 8601 with its offset; "" unknown) and, worked out from
+    # the course's deadlines.toml when results are shown (deadlines.Deadlines.assess), how late.
+    submitted_at: str = ""
+    late: Lateness | None = None
 
     @property
     def points(self) -> float:
+        """The points the checks gave (before any late penalty)."""
         return sum(c.points for c in self.checks)
+
+    @property
+    def penalty(self) -> float:
+        return self.late.penalty if self.late is not None else 0.0
+
+    @property
+    def final_points(self) -> float:
+        """The points that count: those earned, less the late penalty."""
+        return max(self.points - self.penalty, 0.0)
 
     @property
     def max_points(self) -> float:
@@ -148,6 +187,7 @@ class SubmissionResult:
         data["verdict"] = str(self.verdict)
         data["points"] = self.points
         data["max_points"] = self.max_points
+        data["final_points"] = self.final_points
         return data
 
     @classmethod
@@ -158,6 +198,8 @@ class SubmissionResult:
         kwargs["checks"] = tuple(CheckResult(**c) for c in kwargs["checks"])
         kwargs["limits"] = tuple(kwargs.get("limits", ()))
         kwargs["reruns"] = tuple(Rerun(**run) for run in kwargs.get("reruns", ()))
+        if kwargs.get("late") is not None:
+            kwargs["late"] = Lateness(**kwargs["late"])
         if kwargs.get("confusion") is not None:
             labels, matrix = kwargs["confusion"]
             kwargs["confusion"] = (tuple(labels), tuple(tuple(row) for row in matrix))

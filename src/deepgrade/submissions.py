@@ -1,8 +1,10 @@
 """Finding submissions in a folder and naming their students.
 
-Two layouts are accepted, the ones LMS exports produce: `DIR/<student>.ipynb`, and
+Three layouts are accepted, the ones LMS exports produce: `DIR/<student>.ipynb`,
 `DIR/<student>/<anything>.ipynb` with one notebook per folder (the exercise's own notebook name
-wins when a folder holds several). Anything else is reported, never silently skipped; symbolic
+wins when a folder holds several), and nbgrader's `submitted/<student>/<assignment>/` (a student
+folder without a notebook of its own, holding the assignment's folder: the one named
+`assignment`, or its only folder). Anything else is reported, never silently skipped; symbolic
 links are never followed, so nothing outside the folder is read.
 """
 
@@ -27,6 +29,7 @@ class Submission:
 
     student: str
     path: Path
+    in_folder: bool = False  # the notebook came in a folder of its own (files beside it count)
 
     @property
     def content_hash(self) -> str:
@@ -68,13 +71,28 @@ def _entries(folder: Path) -> list[os.DirEntry[str]]:
         return sorted(listing, key=lambda entry: entry.name)
 
 
-def _pick_notebook(folder: Path, notebook_name: str) -> tuple[Path | None, list[str]]:
-    """The one notebook of a student folder, and a problem line for anything skipped."""
+def _assignment_folder(entries: list[os.DirEntry[str]], assignment: str | None) -> Path | None:
+    """nbgrader's `<student>/<assignment>/`: the folder named `assignment`, else the only one."""
+    folders = [e for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    named = [e for e in folders if e.name == assignment]
+    chosen = named or (folders if len(folders) == 1 else [])
+    return Path(chosen[0].path) if chosen else None
+
+
+def _pick_notebook(
+    folder: Path, notebook_name: str, assignment: str | None = None, depth: int = 0
+) -> tuple[Path | None, list[str]]:
+    """The one notebook of a student folder (or of its nbgrader assignment folder), and a
+    problem line for anything skipped."""
     problems: list[str] = []
     try:
         entries = _entries(folder)
     except OSError as exc:
         return None, [f"{display_path(folder)}: cannot be read ({exc.strerror})"]
+    has_notebook = any(e.name.endswith(".ipynb") and not e.name.startswith(".") for e in entries)
+    inner = None if has_notebook or depth else _assignment_folder(entries, assignment)
+    if inner is not None:
+        return _pick_notebook(inner, notebook_name, assignment, depth + 1)
     notebooks = []
     for entry in entries:
         if entry.name.startswith(".") or not entry.name.endswith(".ipynb"):
@@ -95,8 +113,9 @@ def _pick_notebook(folder: Path, notebook_name: str) -> tuple[Path | None, list[
     return None, problems
 
 
-def discover(directory: Path, notebook_name: str) -> Discovery:
-    """All submissions under `directory`, sorted by student.
+def discover(directory: Path, notebook_name: str, assignment: str | None = None) -> Discovery:
+    """All submissions under `directory`, sorted by student (`assignment`: the folder name
+    nbgrader's layout gives the exercise, when a student folder holds several).
 
     Symbolic links are never followed, at either level (a link to the reference solution is
     not a submission), nor is anything that is not a regular file or folder: each is reported.
@@ -120,7 +139,7 @@ def discover(directory: Path, notebook_name: str) -> Discovery:
         if entry.is_file(follow_symlinks=False) and entry.name.endswith(".ipynb"):
             path, student = Path(entry.path), student_id(Path(entry.name).stem)
         elif entry.is_dir(follow_symlinks=False):
-            path, skipped = _pick_notebook(Path(entry.path), notebook_name)
+            path, skipped = _pick_notebook(Path(entry.path), notebook_name, assignment)
             problems.extend(skipped)
             if path is None:
                 continue
@@ -138,5 +157,5 @@ def discover(directory: Path, notebook_name: str) -> Discovery:
         if student in found:
             problems.append(f"{where}: a second submission for student {student!r}, skipped")
             continue
-        found[student] = Submission(student, path)
+        found[student] = Submission(student, path, in_folder=entry.is_dir(follow_symlinks=False))
     return Discovery(tuple(found.values()), tuple(problems))
