@@ -34,6 +34,8 @@ def test_publish_writes_and_names_every_page(tmp_path: Path) -> None:
     assert scores["ana"] != "" and scores["di"] != ""  # a timeout is a grade
     assert scores["ed"] == ""  # a grader error is not
     assert f"Canvas:    {tmp_path / 'canvas.csv'} (signs_cnn: column" in printed
+    bundle = tmp_path / "autograder-signs_cnn.zip"
+    assert bundle.is_file() and f"Gradescope autograder: {bundle} (" in printed
 
 
 def test_the_demo_flags_a_sample_graded_otherwise_than_recorded() -> None:

@@ -9,6 +9,7 @@ message naming the file and the problem.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -211,6 +212,28 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"left out {len(exported.left_out)} result(s), which are not grades there:")
         print("\n".join(f"  {line}" for line in exported.left_out))
     return EXIT_OK
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from deepgrade import gradescope
+
+    if args.gradescope_command == "bundle":
+        out = Path(args.out or f"autograder-{args.exercise}-{args.profile}.zip")
+        bundle = gradescope.build_bundle(_project(args), args.exercise, args.profile, out)
+        print(f"wrote {bundle.path}: {bundle.files} files, {bundle.size / 1e6:.1f} MB")
+        print(bundle.settings())
+        print("in Gradescope: Configure Autograder > Zip file upload (README: Gradescope)")
+        return EXIT_OK
+    if args.gradescope_command == "inside":
+        return gradescope.grade_inside(Path(args.root))
+    if not args.local:
+        raise DeepgradeError("only --local runs are supported: gradescope run --local ...")
+    run = gradescope.run_local(
+        Path(args.bundle), Path(args.submission), Path(args.keep) if args.keep else None
+    )
+    print(json.dumps(run.results, indent=2))
+    print(f"ran in {run.seconds:.1f} s (exit {run.returncode})", file=sys.stderr)
+    return EXIT_OK if run.returncode == 0 else EXIT_GRADER_FAILED
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -505,6 +528,21 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--gradebook")
     _deadlines_option(exp)
     exp.set_defaults(func=cmd_export)
+
+    gs = sub.add_parser("gradescope", help="a Gradescope autograder bundle, and running one")
+    gs_sub = gs.add_subparsers(dest="gradescope_command", required=True)
+    gsb = gs_sub.add_parser("bundle", help="write the autograder.zip for one exercise")
+    gsb.add_argument("exercise")
+    gsb.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES)
+    gsb.add_argument("--out", help="the zip (default: autograder-EXERCISE-PROFILE.zip)")
+    gsr = gs_sub.add_parser("run", help="run a bundle on a submission, laid out like Gradescope")
+    gsr.add_argument("--local", action="store_true", required=True, help="in a temporary folder")
+    gsr.add_argument("bundle")
+    gsr.add_argument("submission", help="a notebook, or a folder as a student uploads it")
+    gsr.add_argument("--keep", help="run in this folder and keep it (default: a temporary one)")
+    gsi = gs_sub.add_parser("inside", help=argparse.SUPPRESS)  # run_autograder's own command
+    gsi.add_argument("--root", default="/autograder")
+    gs.set_defaults(func=cmd_gradescope)
 
     fb = sub.add_parser(
         "feedback", help="write one HTML feedback page per graded submission (no re-grading)"

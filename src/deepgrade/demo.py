@@ -3,9 +3,9 @@
 What this host enforces (as `deepgrade doctor` says), synthetic data, release, the reference
 solution and the recorded flawed samples (hostile ones among them) graded in the sandbox with a
 local pool, the class table, the authoring kit (`new` in a scratch course, the mutants `mutate`
-would grade), the gradebook and the exports: CSV, Gradescope, Canvas (student-visible text checked
-against the exercises' hidden values on the way out), and a small batch graded on a local Ray
-cluster of two nodes (where deepgrade[ray] is installed). Each flawed
+would grade), the gradebook and the exports: CSV, Gradescope results and an autograder bundle,
+Canvas (student-visible text checked against the exercises' hidden values on the way out), and
+a small batch graded on a local Ray cluster of two nodes (where deepgrade[ray] is installed). Each flawed
 sample's expected lost checks are compared with what the grader gave, so the demo is also a
 live self-test: it exits 1 when the grader disagrees with the expectations.
 """
@@ -33,6 +33,7 @@ from deepgrade.export import (
 )
 from deepgrade.feedback import write_feedback
 from deepgrade.gradebook import Gradebook
+from deepgrade.gradescope import build_bundle
 from deepgrade.hostcheck import current, describe
 from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
@@ -160,6 +161,13 @@ def publish(
     console.print(
         f"Canvas:    {workdir / 'canvas.csv'} ({first}: {canvas.notes[0]}; the roster is a "
         "stand-in for the gradebook Canvas exports)",
+        soft_wrap=True,
+    )
+    bundle = build_bundle(project, first, DEMO_PROFILE, workdir / f"autograder-{first}.zip")
+    console.print(
+        f"Gradescope autograder: {bundle.path} ({bundle.files} files, "
+        f"{bundle.size / 1e6:.1f} MB; `deepgrade gradescope run --local` runs it as Gradescope "
+        f"would; {bundle.settings()})",
         soft_wrap=True,
     )
     pages = write_feedback(project.autograder, graded, workdir / "feedback").pages

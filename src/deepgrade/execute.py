@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgrade import limits, sandbox
-from deepgrade.errors import InputError, SandboxUnavailable
+from deepgrade.errors import DeepgradeError, InputError, SandboxUnavailable
 from deepgrade.gpuslots import GpuSlot
 from deepgrade.results import ExecutionResult, Verdict
 
@@ -161,15 +161,56 @@ def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: GpuSlot 
     return _Plan(sandbox.bwrap_argv(spec, inner, bwrap), None, None, where)
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged account stage 1 runs as where no sandbox can start (a Gradescope
+    container): it owns only the run's folders, so it cannot read what the grader keeps
+    private (the hidden checks) and cannot signal the grader."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def lookup(cls, name: str) -> RunAs:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise DeepgradeError(f"no user {name!r} on this host to run the notebook as") from None
+        if entry.pw_uid == 0:
+            raise DeepgradeError(f"user {name!r} is root: not an unprivileged account")
+        return cls(name, entry.pw_uid, entry.pw_gid)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv` run as this user (util-linux setpriv: no groups, no capabilities)."""
+        setpriv = shutil.which("setpriv") or "setpriv"
+        return [
+            setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+            "--inh-caps=-all", "--", *argv,
+        ]  # fmt: skip
+
+
 def _unsafe_plan(
-    job: _Job, notebook: Path, data: Sequence[Path], gpu: GpuSlot | None, root: Path
+    job: _Job,
+    notebook: Path,
+    data: Sequence[Path],
+    gpu: GpuSlot | None,
+    root: Path,
+    run_as: RunAs | None = None,
 ) -> _Plan:
-    """The same runner on the host, for trusted notebooks: real folders under `root`."""
+    """The same runner on the host, for trusted notebooks: real folders under `root`; with
+    `run_as`, as that user, who owns those folders and a copy of the notebook, nothing else."""
     for sub in ("home", "artifacts", "data"):
         (root / sub).mkdir(parents=True)
     for path in data:
         (root / "data" / path.name).symlink_to(path)
     artifacts, home = root / "artifacts", root / "home"
+    if run_as is not None:
+        notebook = Path(shutil.copy(notebook, root / "submission.ipynb"))
+        for path in (root, home, artifacts, root / "data", notebook):
+            os.chown(path, run_as.uid, run_as.gid)
     job = replace(
         job,
         params={**job.params, "DATA_DIR": str(root / "data"), "ARTIFACT_DIR": str(artifacts)},
@@ -178,7 +219,10 @@ def _unsafe_plan(
     argv = job.argv(
         str(RUNNER), str(notebook.resolve()), str(artifacts), str(home), sandboxed=False
     )
-    return _Plan(argv, kernel_env(str(home), gpu), home, "no sandbox (unsafe)")
+    if run_as is None:
+        return _Plan(argv, kernel_env(str(home), gpu), home, "no sandbox (unsafe)")
+    where = f"no sandbox: run as the unprivileged user {run_as.name}, who cannot read the checks"
+    return _Plan(run_as.wrap(argv), kernel_env(str(home), gpu), home, where)
 
 
 def _hidden_pipe(hidden: Mapping[str, Any], notebook: Path) -> int:
@@ -335,8 +379,10 @@ def execute_notebook(
     hidden: Mapping[str, Any] | None = None,
     gradetime_cells: int = 0,
     student_artifacts: Sequence[str] = (),
+    run_as: RunAs | None = None,
 ) -> ExecutionResult:
-    """Run `notebook` in the sandbox (or, with unsafe=True, without it) and collect the results.
+    """Run `notebook` in the sandbox (or, with unsafe=True, without it; with `run_as` too, as
+    that unprivileged user) and collect the results.
 
     DATA_DIR and ARTIFACT_DIR are always set here (/data and /artifacts in the sandbox, real
     folders under workdir in unsafe mode), whatever `parameters` says. The notebook's last
@@ -362,10 +408,10 @@ def execute_notebook(
             hidden_fd, gradetime_cells, tuple(student_artifacts),
         )  # fmt: skip
         if unsafe:
-            plan = _unsafe_plan(job, notebook, data, gpu, workdir / "unsafe")
+            plan = _unsafe_plan(job, notebook, data, gpu, workdir / "unsafe", run_as)
         else:
             plan = _sandbox_plan(job, notebook, data, gpu)
-        emit("running the notebook" + (" WITHOUT the sandbox" if unsafe else " in the sandbox"))
+        emit(f"running the notebook: {plan.where}")
         outcome = limits.run_limited(
             plan.argv,
             timeout_s=notebook_timeout_s + GRACE_S,

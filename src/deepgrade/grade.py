@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepgrade import _stage1_runner, notebooks, redact
 from deepgrade.checks.warm import CheckServers
@@ -29,6 +29,9 @@ from deepgrade.profiles import GradingProfile
 from deepgrade.results import CheckReport, ExecutionResult, SubmissionResult, Verdict
 from deepgrade.runlog import read_histories, read_run_log
 from deepgrade.submissions import Submission
+
+if TYPE_CHECKING:
+    from deepgrade.execute import RunAs
 
 GRADETIME_TAG = _stage1_runner.GRADETIME_TAG  # the runner reads it too
 # The first grade-time cell: the hidden values, from the file stage 1's runner writes for it.
@@ -58,6 +61,9 @@ class GradeSettings:
     grader_version: str = ""  # graderversion.grader_version of spec and release, set per batch
     # The batch's warm stage-2 servers (checks.warm), set by the runner; None: a fresh process
     checks: CheckServers | None = field(default=None, compare=False, repr=False)
+    # Without a sandbox (unsafe), stage 1 runs as this unprivileged user (a Gradescope
+    # container where bubblewrap cannot start); None: as the grader's own user.
+    run_as: RunAs | None = None
 
     def __post_init__(self) -> None:
         if self.profile.exercise != self.spec.name:
@@ -228,6 +234,7 @@ def run_stage1(submission: Submission, settings: GradeSettings, work: Path) -> E
             unsafe=settings.unsafe,
             gpu=settings.gpu,
             cancel=settings.cancel,
+            run_as=settings.run_as,
         )
 
     result = execute()
