@@ -236,6 +236,33 @@ def cmd_gradescope(args: argparse.Namespace) -> int:
     return EXIT_OK if run.returncode == 0 else EXIT_GRADER_FAILED
 
 
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from deepgrade.exercise import load_exercise
+    from deepgrade.similarity import class_similarity, write_report
+
+    project = _project(args)
+    spec = load_exercise(project.autograder, args.exercise)
+    report = class_similarity(
+        _stored_results(args, project),
+        exercise=spec.name,
+        release_notebook=project.release / spec.name / spec.notebook,
+        runs=Path(args.workdir) if args.workdir else project.root / ".deepgrade" / "runs",
+        threshold=args.threshold,
+    )
+    page = write_report(report, Path(args.out))[0]
+    print(f"{report.compared} submissions, {report.pairs} pairs compared: {page}")
+    for match in report.flagged:
+        print(
+            f"  {match.first} / {match.second}: {match.first_share:.0%} / "
+            f"{match.second_share:.0%} of their answer code shared"
+        )
+    for group in report.same_weights:
+        print(f"  the same {group.name}: {', '.join(group.students)}")
+    for line in report.left_out:
+        print(f"  not compared: {line}")
+    return EXIT_OK
+
+
 def cmd_feedback(args: argparse.Namespace) -> int:
     from deepgrade.feedback import write_feedback
 
@@ -553,6 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--gradebook")
     _deadlines_option(fb)
     fb.set_defaults(func=cmd_feedback)
+
+    sim = sub.add_parser(
+        "similarity", help="answer code and trained weights shared between students (a report)"
+    )
+    sim.add_argument("--exercise", required=True)
+    sim.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
+    sim.add_argument("--threshold", type=float, default=0.6, help="share of copied answer code")
+    sim.add_argument("--out", default="reports", help="folder (default: ./reports)")
+    sim.add_argument("--gradebook")
+    sim.add_argument("--workdir", help="the runs graded (default: .deepgrade/runs)")
+    sim.set_defaults(func=cmd_similarity, deadlines=None)
 
     rep = sub.add_parser("report", help="write the class report of one exercise (HTML, CSV, JSON)")
     rep.add_argument("--exercise", required=True)

@@ -5,9 +5,9 @@ solution and the recorded flawed samples (hostile ones among them) graded in the
 local pool, the class table, the authoring kit (`new` in a scratch course, the mutants `mutate`
 would grade), the gradebook and the exports: CSV, Gradescope results and an autograder bundle,
 Canvas (student-visible text checked against the exercises' hidden values on the way out), and
-a small batch graded on a local Ray cluster of two nodes (where deepgrade[ray] is installed). Each flawed
-sample's expected lost checks are compared with what the grader gave, so the demo is also a
-live self-test: it exits 1 when the grader disagrees with the expectations.
+a small batch graded on a local Ray cluster of two nodes (where deepgrade[ray] is installed).
+Each flawed sample's expected lost checks are compared with what the grader gave, so the demo
+is also a live self-test: it exits 1 when the grader disagrees with the expectations.
 """
 
 from __future__ import annotations
@@ -134,6 +134,38 @@ def demo_roster(graded: list[tuple[SubmissionResult, str]], path: Path) -> Path:
     return path
 
 
+def show_similarity(
+    project: Project,
+    exercise: str,
+    graded: list[tuple[SubmissionResult, str]],
+    workdir: Path,
+    console: Console,
+) -> None:
+    """`deepgrade similarity` on one exercise: the demo's samples are edits of the reference
+    solution, so the report is expected to pair them with it."""
+    from deepgrade.errors import DeepgradeError
+    from deepgrade.similarity import class_similarity, write_report
+
+    spec = load_exercise(project.autograder, exercise)
+    try:
+        report = class_similarity(
+            graded,
+            exercise=exercise,
+            release_notebook=project.release / exercise / spec.notebook,
+            runs=workdir / "runs",
+        )
+    except DeepgradeError as exc:
+        console.print(f"similarity report: skipped ({exc})", soft_wrap=True)
+        return
+    page = write_report(report, workdir / "reports")[0]
+    console.print(
+        f"similarity report: {page} ({len(report.flagged)} of {report.pairs} pairs share most "
+        f"of their answer code, {len(report.same_weights)} group(s) saved identical weights: "
+        "the demo's samples are edits of the reference solution)",
+        soft_wrap=True,
+    )
+
+
 def publish(
     project: Project,
     exercises: list[str],
@@ -189,6 +221,7 @@ def publish(
         )
         page = write_report(summary, workdir / "reports")[0]
         console.print(f"class report: {page}", soft_wrap=True)
+    show_similarity(project, first, graded, workdir, console)
     versions = sorted({(r.exercise, r.grader_version) for r, _ in graded})
     console.print(
         "graders: "
