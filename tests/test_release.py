@@ -183,6 +183,16 @@ def test_check_release_reports_missing_stale_and_extra_files(tiny: Project) -> N
             r"cell 6 \(setup\): grade_id 'setup' already used by cell 3",
         ),
         (5, {"metadata": {"nbgrader": {"locked": True}}}, "cell 6: nbgrader metadata without"),
+        (  # nbgrader's own rules, so an nbgrader course can release the master as it is
+            4,
+            {"metadata": {"nbgrader": {"grade_id": "why", "solution": True, "grade": False}}},
+            r"cell 5 \(why\): a markdown answer must also be a grade cell, as nbgrader requires",
+        ),
+        (
+            0,
+            {"metadata": {"nbgrader": {"grade_id": "intro", "grade": True, "points": 1}}},
+            r"cell 1 \(intro\): a markdown grade cell must be a solution cell",
+        ),
     ],
 )
 def test_bad_sources_are_refused_naming_file_and_cell(

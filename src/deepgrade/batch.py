@@ -27,7 +27,7 @@ from deepgrade.gpubatch import GpuRequest, GpuSetup, resolve_gpus
 from deepgrade.gpumonitor import GpuUsage
 from deepgrade.gpuslots import cpu_plan
 from deepgrade.grade import GradeSettings
-from deepgrade.gradebook import BatchRecord, Gradebook
+from deepgrade.gradebook import BatchRecord, Gradebook, default_gradebook
 from deepgrade.graderversion import grader_version
 from deepgrade.profiles import resolve_profile
 from deepgrade.project import Project
@@ -41,10 +41,6 @@ if TYPE_CHECKING:
     from deepgrade.raydriver import ClusterBatch
 
 EXIT_OK, EXIT_GRADER_FAILED = 0, 1
-
-
-def default_gradebook(project: Project) -> Path:
-    return project.root / ".deepgrade" / "gradebook.db"
 
 
 def batch_settings(

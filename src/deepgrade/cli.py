@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
-EXPORT_DEFAULT_OUT = {"csv": "grades.csv", "gradescope": "gradescope", "canvas": "canvas.csv"}
+EXPORT_DEFAULT_OUT = {
+    "csv": "grades.csv",
+    "gradescope": "gradescope",
+    "canvas": "canvas.csv",
+    "nbgrader": "gradebook.db",  # nbgrader's own, in its course folder
+}
 LOOK_ALIKE_HELP = (
     "run a real-data profile (full) on the synthetic look-alike at the real sizes: its time, "
     "not the course's accuracy"
@@ -173,8 +178,7 @@ def _deadlines(args: argparse.Namespace, project: Project) -> Deadlines | None:
 def _stored_results(args: argparse.Namespace, project: Project) -> list[Graded]:
     """The gradebook's latest results (for --exercise/--profile when given), with their time,
     each with its lateness when the course has deadlines."""
-    from deepgrade.batch import default_gradebook
-    from deepgrade.gradebook import Gradebook
+    from deepgrade.gradebook import Gradebook, default_gradebook
 
     deadlines = _deadlines(args, project)
     path = Path(args.gradebook) if args.gradebook else default_gradebook(project)
@@ -187,7 +191,7 @@ def _stored_results(args: argparse.Namespace, project: Project) -> list[Graded]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from deepgrade.canvas import read_roster
-    from deepgrade.export import EXPORTERS, project_visible_checks
+    from deepgrade.export import EXPORTERS, Exporter, project_visible_checks
     from deepgrade.redact import project_secrets
 
     if args.format == "canvas" and not args.roster:
@@ -195,9 +199,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     project = _project(args)
     roster = read_roster(Path(args.roster)) if args.roster else None
     results = _stored_results(args, project)
-    where = args.out or EXPORT_DEFAULT_OUT[args.format]
+    where = args.db or args.out or EXPORT_DEFAULT_OUT[args.format]
     exercises = {r.exercise for r, _ in results}
-    exported = EXPORTERS[args.format](
+    exporter: Exporter
+    if args.format == "nbgrader":  # imports nbgrader: only when asked
+        from deepgrade.nbgrader_export import export_nbgrader as exporter
+    else:
+        exporter = EXPORTERS[args.format]
+    exported = exporter(
         results,
         Path(where),
         secrets=project_secrets(project.autograder, exercises),
@@ -546,9 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export the gradebook")
     exp.add_argument("--format", required=True, choices=tuple(EXPORT_DEFAULT_OUT))
     exp.add_argument("--out", help="file (csv, canvas) or folder (gradescope)")
+    exp.add_argument(
+        "--db", help="nbgrader: its gradebook.db (the course's, after generate_assignment)"
+    )
     exp.add_argument("--roster", help="canvas: the gradebook CSV Canvas exported (its students)")
     exp.add_argument(
-        "--assignment", help="canvas: the assignment's column (default: the exercise's name)"
+        "--assignment",
+        help="canvas: the assignment's column; nbgrader: the assignment (default: the exercise)",
     )
     exp.add_argument("--exercise")
     exp.add_argument("--profile")

@@ -49,18 +49,20 @@ class Exporter(Protocol):
     ) -> Exported: ...
 
 
-def _visible(results: Sequence[Graded], secrets: Mapping[str, Secrets] | None) -> list[Graded]:
+def visible_results(
+    results: Sequence[Graded], secrets: Mapping[str, Secrets] | None
+) -> list[Graded]:
     """The results as students may read them (see redact): by exercise name, `secrets`."""
     found = secrets or {}
     return [(withhold(result, found.get(result.exercise)), when) for result, when in results]
 
 
-def _no_grade(result: SubmissionResult) -> bool:
+def is_no_grade(result: SubmissionResult) -> bool:
     """A grader error: the grader failed, not the student; grading again retries it."""
     return result.verdict is Verdict.GRADER_ERROR
 
 
-def _left_out_line(result: SubmissionResult) -> str:
+def left_out_line(result: SubmissionResult) -> str:
     return (
         f"{result.exercise}/{result.student}: grader_error ({result.detail[:200]}); "
         "fix the grader's problem and grade again"
@@ -110,13 +112,13 @@ def export_csv(
     """One row per student and exercise: what an LMS gradebook import expects (a grader
     error's row has empty points, so no import can mistake it for a zero). `points` are the
     points earned; with deadlines, the late penalty and the points that count follow."""
-    results = _visible(results, secrets)
+    results = visible_results(results, secrets)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for result, graded_at in results:
-            blank = _no_grade(result)
+            blank = is_no_grade(result)
             writer.writerow(
                 (
                     result.student,
@@ -186,9 +188,9 @@ def export_gradescope(
     """`out/<exercise>/<student>/results.json`, one per graded submission; grader errors are
     left out (Gradescope would show a score), and listed."""
     written, left_out = [], []
-    for result, _ in _visible(results, secrets):
-        if _no_grade(result):
-            left_out.append(_left_out_line(result))
+    for result, _ in visible_results(results, secrets):
+        if is_no_grade(result):
+            left_out.append(left_out_line(result))
             continue
         path = out / result.exercise / result.student / "results.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,9 +229,9 @@ def export_canvas(
     claimed: dict[int, str] = {}  # roster row -> the student id whose score it holds
     left_out: list[str] = []
     possible = 0.0
-    for result, _ in _visible(results, secrets):
-        if _no_grade(result):
-            left_out.append(_left_out_line(result))
+    for result, _ in visible_results(results, secrets):
+        if is_no_grade(result):
+            left_out.append(left_out_line(result))
             continue
         row = roster.match(result.student)
         if row is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deepgrade.errors import InputError
+from deepgrade.project import Project
 from deepgrade.results import SubmissionResult
 
 SCHEMA = """
@@ -71,6 +72,11 @@ CREATE TABLE IF NOT EXISTS batches (
     gpu_json TEXT NOT NULL
 );
 """
+
+
+def default_gradebook(project: Project) -> Path:
+    """Where a course's gradebook lives unless --gradebook says otherwise."""
+    return project.root / ".deepgrade" / "gradebook.db"
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,7 @@ def grade_inside(root: Path) -> int:
              "stdout_visibility": "hidden", "tests": []},
         )  # fmt: skip
         return 0
+    run_as = None if mode.sandboxed else RunAs.lookup(mode.run_as)
     work = Path(tempfile.mkdtemp(prefix="deepgrade-"))
     work.chmod(0o755)  # the unprivileged account walks into its run's folder
     settings = GradeSettings(
@@ -321,9 +322,12 @@ def grade_inside(root: Path) -> int:
         unsafe=not mode.sandboxed,
         grader_version=str(manifest["grader_version"]),
         unlimited=unlimited,
-        run_as=None if mode.sandboxed else RunAs.lookup(mode.run_as),
+        run_as=run_as,
     )
-    result = grade_submission(Submission(student, notebook), settings)
+    try:
+        result = grade_submission(Submission(student, notebook), settings)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     result = replace(result, submitted_at=submitted_at)
     data = gradescope_results(result, visible_checks=spec.visible_checks)
     if mode.note:

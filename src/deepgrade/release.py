@@ -150,6 +150,15 @@ def validate_source(nb: NotebookNode, path: Path) -> None:
                 )
             if nbt.nbgrader(cell).get("locked"):
                 raise InputError(path, f"{where}: a solution cell cannot also be locked")
+            if cell.cell_type == "markdown" and not nbt.is_grade(cell):
+                raise InputError(
+                    path,
+                    f"{where}: a markdown answer must also be a grade cell, as nbgrader requires: "
+                    'set "grade": true and "points": 0 in its nbgrader metadata (a person reads '
+                    "it; deepgrade's points come from the hidden checks)",
+                )
+        elif cell.cell_type == "markdown" and nbt.is_grade(cell):
+            raise InputError(path, f"{where}: a markdown grade cell must be a solution cell")
         elif regions:
             raise InputError(
                 path,
