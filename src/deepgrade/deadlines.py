@@ -76,10 +76,6 @@ class Deadlines:
         due = self.due.get(exercise)
         return None if due is None else (due, False)
 
-    def parse_time(self, value: str, where: Path) -> datetime:
-        """A submission time as written in `where`, in this file's zone when it has none."""
-        return parse_time(value, self.zone, where)
-
     def assess(self, result: SubmissionResult) -> Lateness | None:
         """How late `result` was and what it loses; None when nothing is due for it."""
         found = self.due_for(result.exercise, result.student)
@@ -88,10 +84,9 @@ class Deadlines:
         due, extended = found
         if not result.submitted_at:
             return Lateness(due=due.isoformat(), extended=extended, known=False)
-        submitted = datetime.fromisoformat(result.submitted_at)
-        late_by = submitted - due - self.policy.grace
-        days = max(0, math.ceil(late_by / timedelta(days=1))) if late_by > timedelta() else 0
         policy = self.policy
+        late_by = datetime.fromisoformat(result.submitted_at) - due - policy.grace
+        days = math.ceil(late_by / timedelta(days=1)) if late_by > timedelta() else 0
         accepted = policy.cutoff_days is None or late_by <= timedelta(days=policy.cutoff_days)
         fraction = min(policy.per_day * days, policy.cap)
         earned = result.points

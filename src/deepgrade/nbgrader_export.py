@@ -72,7 +72,6 @@ def export_nbgrader(
     if not out.is_file():
         raise DeepgradeError(f"{out}: no nbgrader gradebook here (nbgrader generate_assignment)")
     name = assignment or exercises[0]
-    left_out: list[str] = []
     written = 0
     with api.Gradebook(f"sqlite:///{out.resolve()}") as gradebook:
         try:
