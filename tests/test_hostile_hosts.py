@@ -135,6 +135,22 @@ def test_v2_root_uses_the_root_cgroup(tmp_path: Path) -> None:
     assert host.cgroup.leaf is None  # the real root may hold processes
 
 
+def test_v2_root_cgroup_with_nothing_enabled_yet_needs_no_leaf(tmp_path: Path) -> None:
+    """A bare VM (no systemd): root in the root cgroup, controllers not yet enabled for
+    children. The root may hold processes (kernel threads, which cannot move) and children at
+    once, so no leaf: the first run's cgroup enables memory and pids on the way."""
+    root = tmp_path / "cg"
+    _v2_tree(root, "/", controllers="")
+    (root / "cgroup.subtree_control").write_text("\n")
+    (root / "cgroup.procs").write_text("2\n4242\n")  # 2: kthreadd
+    host = _host(root, "/", uid=0, writable=lambda p: True)
+    assert host.cgroup is not None and host.cgroup.leaf is None
+    assert host.cgroup.parents["memory"] == root
+    assert host.refusal(sandboxed=False, gpu=True) == ""
+    limits.prepare(host)  # nothing to move
+    assert not (root / hostcheck.LEAF_NAME).exists()
+
+
 def test_v2_root_in_a_container_without_a_writable_cgroup_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "cg"
     _v2_tree(root, "/", controllers="")

@@ -213,7 +213,10 @@ def _plan_v2(root: Path, own: str, writable: Writable) -> tuple[CgroupPlan | Non
         if needed <= _words(parent / "cgroup.subtree_control") and writable(parent):
             return CgroupPlan(2, dict.fromkeys(V2_NEEDED, parent)), ""
     if needed <= _words(current / "cgroup.controllers") and writable(current):
-        if needed <= _words(current / "cgroup.subtree_control"):  # the root: no rule to obey
+        # Enabled already, or the root cgroup (a VM's or a cgroupns container's), which may
+        # hold processes and children at once: no leaf, and its kernel threads cannot move.
+        at_root = current == root and writable(current / "cgroup.subtree_control")
+        if at_root or needed <= _words(current / "cgroup.subtree_control"):
             return CgroupPlan(2, dict.fromkeys(V2_NEEDED, current)), ""
         if writable(current / "cgroup.procs") and writable(current / "cgroup.subtree_control"):
             plan = CgroupPlan(2, dict.fromkeys(V2_NEEDED, current), leaf=current / LEAF_NAME)
