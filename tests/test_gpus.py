@@ -28,6 +28,19 @@ def _host(tmp_path: Path, gpus: int = 2, *, uvm: bool = True) -> nvidia.GpuHost:
 # ---------------------------------------------------------------- the driver's files
 
 
+def test_the_driver_version_is_read_from_the_proprietary_and_the_open_modules(
+    tmp_path: Path,
+) -> None:
+    """The open kernel modules word it differently: an H200 printed "(driver for)" once."""
+    host = _host(tmp_path)
+    (host.proc / "version").write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  "
+        "(dvs-builder@U16-I3-B05-1-1)  Thu Oct 30 05:42:11 UTC 2026\n"
+        "GCC version:  gcc version 13.3.0 (Ubuntu 13.3.0-6ubuntu2~24.04)\n"
+    )
+    assert nvidia.read_host(host.proc, host.dev, host.sys_pci).driver_version == "580.159.04"
+
+
 def test_the_driver_tree_is_read_in_nvidia_smi_order(tmp_path: Path) -> None:
     host = _host(tmp_path)
     assert [(g.index, g.minor, g.bus_id, g.uuid) for g in host.gpus] == [

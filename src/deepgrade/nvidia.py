@@ -116,7 +116,9 @@ def read_host(proc: Path = PROC, dev: Path = DEV, sys_pci: Path = SYS_PCI) -> Gp
         nodes = frozenset(p.name for p in dev.iterdir() if p.name.startswith("nvidia"))
     except OSError:
         nodes = frozenset()
-    version = re.search(r"Kernel Module\s+(\S+)", _read(proc / "version"))
+    # "... x86_64 Kernel Module  550.54.15  ..." or, from the open modules, "... Open Kernel
+    # Module for x86_64  580.159.04  Release Build ...": the first dotted number on the line.
+    version = re.search(r"NVRM version:.*?\s(\d+\.\d+(?:\.\d+)?)\s", _read(proc / "version"))
     return GpuHost(
         gpus=tuple(gpus),
         nodes=nodes,
