@@ -156,6 +156,49 @@ def test_gpus_must_be_a_fraction_of_one_gpu(tmp_path: Path) -> None:
             load_spec(directory)
 
 
+def test_the_keras_backends_thresholds_replace_the_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cost measured against a plain predict differs by backend: the backend in use picks its
+    own threshold, once, and the checks' copy holds the merged value only."""
+    directory = tmp_path / "tiny"
+    directory.mkdir()
+    overrides = "backend_thresholds = { jax = { test_accuracy = 0.4 } }\n[profiles.smoke.data"
+    (directory / "spec.toml").write_text(SPEC.replace("[profiles.smoke.data", overrides))
+    spec = load_spec(directory)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    on_jax = resolve_profile(spec, "smoke", data_files=())
+    assert dict(on_jax.thresholds) == {"test_accuracy": 0.4}
+    back = GradingProfile.read(on_jax.write(tmp_path / "profile.json"), tmp_path)
+    assert dict(back.thresholds) == {"test_accuracy": 0.4}
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert dict(resolve_profile(spec, "smoke", data_files=()).thresholds) == {"test_accuracy": 0.5}
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert dict(resolve_profile(spec, "smoke", data_files=()).thresholds) == {"test_accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("{ jaxx = { test_accuracy = 0.4 } }", "'jaxx', not a Keras backend"),
+        ("{ jax = { test_loss = 0.4 } }", "names ['test_loss'], which are not in its thresholds"),
+        ("{ jax = 0.4 }", "must map Keras backends to tables of numbers"),
+    ],
+)
+def test_backend_thresholds_are_checked_against_the_backends_and_the_thresholds(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    directory = tmp_path / "tiny"
+    directory.mkdir()
+    text = SPEC.replace(
+        "[profiles.smoke.data", f"backend_thresholds = {table}\n[profiles.smoke.data"
+    )
+    (directory / "spec.toml").write_text(text)
+    with pytest.raises(InputError, match=re.escape(message)) as info:
+        load_spec(directory)
+    assert info.value.path == directory / "spec.toml"
+
+
 def test_the_profile_names_are_spelled_once() -> None:
     """Everything else imports exercise.PROFILES; a second spelling would drift."""
     quoted = "|".join(rf"""["']{name}["']""" for name in PROFILES)

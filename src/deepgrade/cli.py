@@ -286,6 +286,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from deepgrade.classreport import summarise, write_report
     from deepgrade.exercise import load_exercise
+    from deepgrade.profiles import keras_backend
 
     project = _project(args)
     spec = load_exercise(project.autograder, args.exercise)
@@ -299,7 +300,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         exercise=args.exercise,
         title=spec.title,
         profile=args.profile,
-        thresholds=spec.profiles[args.profile].thresholds,
+        thresholds=spec.profiles[args.profile].for_backend(keras_backend()).thresholds,
         borderline=spec.profiles[args.profile].borderline,
     )
     for written in write_report(summary, Path(args.out)):

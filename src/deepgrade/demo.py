@@ -35,7 +35,7 @@ from deepgrade.feedback import write_feedback
 from deepgrade.gradebook import Gradebook
 from deepgrade.gradescope import build_bundle
 from deepgrade.hostcheck import current, describe
-from deepgrade.profiles import resolve_profile
+from deepgrade.profiles import keras_backend, resolve_profile
 from deepgrade.project import Project
 from deepgrade.redact import project_secrets
 from deepgrade.release import release_exercise
@@ -216,7 +216,7 @@ def publish(
             exercise=exercise,
             title=spec.title,
             profile=DEMO_PROFILE,
-            thresholds=spec.profiles[DEMO_PROFILE].thresholds,
+            thresholds=spec.profiles[DEMO_PROFILE].for_backend(keras_backend()).thresholds,
             borderline=spec.profiles[DEMO_PROFILE].borderline,
         )
         page = write_report(summary, workdir / "reports")[0]

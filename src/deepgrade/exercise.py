@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +24,7 @@ from deepgrade.spec_keys import key_help
 PROFILES = ("smoke", "full")
 DEFAULT_PROFILE = PROFILES[0]
 DATA_VARIANTS = ("synth", "real")
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")  # what KERAS_BACKEND may name
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,21 @@ class ProfileSpec:
     borderline: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     borderline_runs: int = 2  # K: a borderline result is run again with K other seeds
     borderline_auto: bool = False  # do it while grading (else: `regrade --borderline`)
+    # Thresholds that differ by Keras backend, e.g. {"jax": {"tta_cost_ratio": 16.0}}: a cost
+    # measured against a plain predict scales with each backend's fixed cost per call.
+    backend_thresholds: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def for_backend(self, backend: str) -> ProfileSpec:
+        """This profile as `backend` grades it: its thresholds with that backend's overrides
+        merged in, and no overrides left to apply twice."""
+        merged = {**self.thresholds, **self.backend_thresholds.get(backend, {})}
+        return replace(
+            self,
+            thresholds=MappingProxyType(merged),
+            backend_thresholds=MappingProxyType({}),
+        )
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,27 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         raise InputError(
             path, f"{where}: borderline names {unknown}, which are not in its thresholds"
         )
+    by_backend = table.get("backend_thresholds", {})
+    if not isinstance(by_backend, dict) or not all(
+        isinstance(t, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in t.values())
+        for t in by_backend.values()
+    ):
+        raise InputError(
+            path, f"{where}: backend_thresholds must map Keras backends to tables of numbers"
+        )
+    for backend, overrides in by_backend.items():
+        if backend not in KERAS_BACKENDS:
+            raise InputError(
+                path, f"{where}: backend_thresholds names {backend!r}, not a Keras backend "
+                f"({', '.join(KERAS_BACKENDS)})"
+            )  # fmt: skip
+        stray = sorted(set(overrides) - set(thresholds))
+        if stray:
+            raise InputError(
+                path, f"{where}: backend_thresholds.{backend} names {stray}, which are not in "
+                "its thresholds"
+            )  # fmt: skip
     runs = table.get("borderline_runs", 2)
     if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 10:
         raise InputError(path, f"{where}: borderline_runs must be an integer 1 to 10, got {runs!r}")
@@ -174,6 +211,12 @@ def parse_profile(name: str, table: Mapping[str, Any], path: Path) -> ProfileSpe
         parameters=MappingProxyType(dict(parameters)),
         data=data,
         thresholds=MappingProxyType({k: float(v) for k, v in thresholds.items()}),
+        backend_thresholds=MappingProxyType(
+            {
+                backend: MappingProxyType({k: float(v) for k, v in overrides.items()})
+                for backend, overrides in by_backend.items()
+            }
+        ),
         gpus=float(gpus),
         cpus=cpus,
         gpu_memory_mb=gpu_memory,

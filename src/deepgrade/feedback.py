@@ -17,6 +17,7 @@ from typing import Any
 
 from deepgrade.charts import confusion_table, learning_curves
 from deepgrade.export import Graded
+from deepgrade.profiles import keras_backend
 from deepgrade.redact import Secrets, withhold
 from deepgrade.results import SubmissionResult
 from deepgrade.verdicts import explain
@@ -53,7 +54,7 @@ def shown_thresholds(autograder: Path, exercises: Iterable[str]) -> Thresholds:
             continue
         if spec.show_thresholds:
             for profile, settings in spec.profiles.items():
-                shown[(name, profile)] = settings.thresholds
+                shown[(name, profile)] = settings.for_backend(keras_backend()).thresholds
     return shown
 
 

@@ -2,7 +2,8 @@
 
 `resolve_profile` looks the profile up in the exercise's spec (an unknown name is refused here,
 up front, naming spec.toml and the profiles it has), merges the notebook parameters (the
-profile's, then the caller's overrides such as {"SEED": 3}, then PROFILE), and finds the data
+profile's, then the caller's overrides such as {"SEED": 3}, then PROFILE) and the thresholds of
+the Keras backend in use (`backend_thresholds`), and finds the data
 and model files in the cache (making synthetic look-alikes on first use). Nothing downstream
 looks the name up again: stage 1 gets the parameters, limits and files from this value, and
 stage 2's checks read its JSON copy (`to_json`), bound read-only into their sandbox, so the
@@ -12,6 +13,7 @@ checks see exactly the parameters the notebook ran with.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -125,6 +127,11 @@ def _model_files(spec: ExerciseSpec, profile: ProfileSpec, cache: Path) -> tuple
     return tuple(models.ensure(name, profile.name, cache) for name in spec.models)
 
 
+def keras_backend() -> str:
+    """The Keras backend every kernel and check of this run uses (KERAS_BACKEND, passed on)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def resolve_profile(
     spec: ExerciseSpec,
     name: str,
@@ -144,7 +151,7 @@ def resolve_profile(
     for an override of PROFILE."""
     from deepgrade.project import cache_dir
 
-    profile = spec.profile(name)
+    profile = spec.profile(name).for_backend(keras_backend())
     if look_alike and profile.data == "real":
         profile = replace(profile, data="synth")
     reserved = sorted(set(overrides or {}) & set(RESERVED_PARAMETERS))

@@ -173,6 +173,14 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         "thresholds = { test_accuracy = 0.8 }",
     ),
     SpecKey(
+        "backend_thresholds",
+        PROFILE,
+        False,
+        "{}",
+        "per Keras backend, thresholds that replace the profile's (calibrate each backend)",
+        "backend_thresholds = { jax = { tta_cost_ratio = 16.0 } }",
+    ),
+    SpecKey(
         "borderline",
         PROFILE,
         False,
