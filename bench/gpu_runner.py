@@ -92,7 +92,22 @@ def main() -> int:
             peak = usage[0].memory_peak_mb if usage else None
             stage1 = statistics.median(r.stage1_seconds for r in results)
             rows.append((k, wall, wall / len(results), stage1, busy, peak, points, verdicts))
-            print(f"K={k}: {wall:.0f} s, {verdicts}, points {points}", flush=True)
+            accuracy = [
+                r.measurements["test_accuracy"]
+                for r in results
+                if "test_accuracy" in r.measurements
+            ]
+            shown = f", test accuracy {min(accuracy):.3f}-{max(accuracy):.3f}" if accuracy else ""
+            if busy is not None and peak is not None:  # now: a run cut short keeps its line
+                shown += f", GPU busy {busy:.0f}%, memory peak {peak / 1024:.1f} GiB"
+            print(f"K={k}: {wall:.0f} s, {verdicts}, points {points}{shown}", flush=True)
+            lost = [c for r in results for c in r.checks if not c.passed]
+            for check_id in sorted({c.check_id for c in lost}):
+                message = next(c.message for c in lost if c.check_id == check_id)
+                count = sum(c.check_id == check_id for c in lost)
+                print(f"  lost {check_id} in {count} run(s): {message[:300]}", flush=True)
+            for detail in sorted({r.detail for r in results if not r.checks}):
+                print(f"  not graded: {detail[:300]}", flush=True)
     print()
     print(f"{EXERCISE} {args.profile}, {args.submissions} submissions on GPU {args.gpu}:")
     print("K  wall s  s/submission  stage-1 median s  busy %  memory peak GiB  points")
