@@ -301,7 +301,9 @@ def test_the_probe_names_what_stops_cuda(monkeypatch: pytest.MonkeyPatch) -> Non
     def missing(name: str) -> Any:
         raise OSError(f"{name}: cannot open shared object file")
 
-    assert "libcuda.so.1 cannot be loaded" in _gpu_probe.probe(None, missing)["problem"]
+    problem = _gpu_probe.probe(None, missing)["problem"]
+    assert "libcuda.so.1 cannot be loaded" in problem
+    assert "ldconfig" in problem  # the host fix: the sandbox clears LD_LIBRARY_PATH
     failed = _gpu_probe.probe(None, lambda name: _FakeCuda(init=100))
     assert failed == {
         "ok": False,

@@ -42,7 +42,11 @@ def cuda_devices(load: Callable[[str], Any] = ctypes.CDLL) -> tuple[int, str]:
     try:
         lib = load("libcuda.so.1")
     except OSError as exc:
-        return 0, f"the CUDA driver library libcuda.so.1 cannot be loaded ({exc})"
+        return 0, (
+            "the CUDA driver library libcuda.so.1 cannot be loaded; the sandbox clears "
+            "LD_LIBRARY_PATH, so the driver's library folder must be known to ldconfig "
+            f"(a file in /etc/ld.so.conf.d, then `ldconfig`) ({exc})"
+        )
     status = int(lib.cuInit(0))
     if status != 0:
         return 0, f"cuInit failed with {_error_name(lib, status)}"
