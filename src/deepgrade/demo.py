@@ -12,7 +12,6 @@ is also a live self-test: it exits 1 when the grader disagrees with the expectat
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import Counter
@@ -250,7 +249,7 @@ def run_demo(
     lines = describe(current())
     driver = nvidia.read_host()  # each GPU probed in a sandbox, as `doctor` does
     lines[-1:-1] = gpudoctor.describe(driver, gpudoctor.gpu_reports(driver))
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = keras_backend()
     lines.insert(-1, f"keras:       {backend} backend (KERAS_BACKEND), in every kernel and check")
     for line in lines:
         console.print(line, markup=False, highlight=False)

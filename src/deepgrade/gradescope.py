@@ -44,6 +44,7 @@ from typing import Any
 
 import deepgrade
 from deepgrade.errors import DeepgradeError, InputError
+from deepgrade.profiles import keras_backend
 from deepgrade.project import Project
 
 ROOT_ENV = "DEEPGRADE_AUTOGRADER_ROOT"  # /autograder on Gradescope; a temporary folder locally
@@ -121,7 +122,7 @@ def _requirement_name(requirement: str) -> str:
 
 def pinned_requirements() -> list[str]:
     """deepgrade's own dependencies and the Keras backend, at the versions installed here."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = keras_backend()
     names = [
         _requirement_name(r)
         for r in importlib.metadata.requires("deepgrade") or []
@@ -173,7 +174,7 @@ def build_bundle(project: Project, exercise: str, profile: str, out: Path) -> Bu
         "grader_version": job.grader_version,
         "visible_checks": sorted(spec.visible_checks),
         "deepgrade": deepgrade.__version__,
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "backend": keras_backend(),
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "gradescope": {"memory_mb": memory_mb, "timeout_s": timeout_s},
     }
