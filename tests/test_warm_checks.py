@@ -109,6 +109,25 @@ def test_slow(artifacts_dir):
         time.sleep(120)
 '''
 
+# Imported (and rewritten by pytest) once in the server, before any child forks: the pid the
+# module saw at import is its parent's, and pytest's assertion rewriting still applies.
+PRECOLLECTED = '''
+import os
+import pytest
+
+IMPORTED_IN = os.getpid()
+
+@pytest.mark.points(1)
+def test_imported_before_the_fork():
+    """The module was imported by the server."""
+    assert IMPORTED_IN == os.getppid(), f"imported in {IMPORTED_IN}, running in {os.getpid()}"
+
+@pytest.mark.points(1)
+def test_rewritten():
+    """pytest rewrote its asserts."""
+    assert "@py_builtins" in globals(), "not rewritten"
+'''
+
 
 def _server(tmp_path: Path, directory: Path, **kwargs: Any) -> CheckServer:
     data = tmp_path / "labels.txt"
@@ -144,6 +163,18 @@ def test_warm_reports_equal_cold_ones(tmp_path: Path, bwrap: Any) -> None:
     assert (warm.error, warm.verdict) == (cold.error, cold.verdict) == (None, None)
     assert again.checks == warm.checks and server.starts == 1
     assert "1 failed, 2 passed" in (tmp_path / "w2" / "checks" / "pytest.log").read_text()
+
+
+def test_the_server_imports_the_checks_once_for_every_child(tmp_path: Path, bwrap: Any) -> None:
+    directory = _spec_dir(tmp_path, PRECOLLECTED)
+    server = _server(tmp_path, directory)
+    try:
+        reports = [server.check(tmp_path / "artifacts", workdir=tmp_path / f"w{i}") for i in (1, 2)]
+    finally:
+        server.close()
+    for report in reports:
+        assert [(c.points, c.message) for c in report.checks] == [(1.0, ""), (1.0, "")]
+    assert server.starts == 1
 
 
 def test_nothing_of_one_submission_reaches_the_next(tmp_path: Path, bwrap: Any) -> None:
