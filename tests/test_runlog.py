@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 
 from deepgrade import redact
+from deepgrade.charts import learning_curves
 from deepgrade.feedback import render_page
 from deepgrade.runlog import read_run_log
 
@@ -116,4 +117,24 @@ def test_the_page_draws_the_learning_curves() -> None:
         graded(), histories={"history.json": {"loss": [1.0, 0.5], "val_loss": [1.2, 0.9]}}
     )
     page = render_page(result, WHEN, "T")
-    assert page.count('class="curves"') == 1 and "data:image/png;base64," in page
+    assert page.count('<figure class="curves">') == 1 and page.count('<svg class="curve"') == 1
+    assert page.count("<polyline") == 2 and page.count("<circle") == 4  # a dot per epoch
+    assert "loss by epoch over 2 epoch(s); at the last epoch: training 0.5; validation 0.9" in page
+    # epoch 1 at the left edge, the highest value (1.2) at the top, the lowest (0.5) at the bottom
+    assert 'points="48,67.7 290,172"' in page and 'points="48,26 290,88.6"' in page
+
+
+def test_learning_curves_lay_out_any_history() -> None:
+    panels = learning_curves(
+        {"accuracy": [0.5] * 3, "loss": [2.0, 1.0], "val_loss": [3.0], "a<b": list(range(100))}
+    )
+    assert [panel.metric for panel in panels] == ["loss", "a<b", "accuracy"]  # loss first
+    flat = panels[2].series[0].points.split()
+    assert len({point.split(",")[1] for point in flat}) == 1  # a flat line, not a division by 0
+    assert panels[1].series[0].dots == ()  # 100 epochs: a line without a dot per epoch
+    assert [label for _, label in panels[1].x_ticks] == ["1", "50", "100"]
+    from test_feedback import WHEN, graded
+
+    result = dataclasses.replace(graded(), histories={"h.json": {"a<b": [1.0, 2.0]}})
+    page = render_page(result, WHEN, "T")
+    assert "a&lt;b" in page and "a<b" not in page
