@@ -60,7 +60,7 @@ def _scale(low: float, high: float, start: float, end: float) -> Callable[[float
     return lambda value: round(start + (value - low) / span * (end - start), 1)
 
 
-def _panel(metric: str, lines: list[tuple[str, Sequence[float]]]) -> CurvePanel:
+def _panel(metric: str, lines: Sequence[tuple[str, Sequence[float]]]) -> CurvePanel:
     values = [v for _, series in lines for v in series]
     low, high = min(values), max(values)
     if high - low < 1e-12:  # a flat line sits in the middle
