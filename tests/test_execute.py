@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from deepgrade import execute, sandbox
+from deepgrade import execute, fontcache, sandbox
 from deepgrade.errors import InputError, SandboxUnavailable
 from deepgrade.execute import execute_notebook, extract_results
 from deepgrade.limits import ProcessOutcome
@@ -249,6 +249,39 @@ def test_inside_the_sandbox(bwrap: str, make_notebook: Callable[..., Path], tmp_
     assert report["data_write"] == 30  # EROFS
     assert report["over_cap"] == 28  # ENOSPC: the artifact tmpfs is 4 MiB
     assert (tmp_path / "train.txt").read_text() == "grader data"
+
+
+FONTS = """
+import glob, time
+config = os.environ["MPLCONFIGDIR"]
+before = sorted(os.listdir(config))
+started = time.process_time()
+import matplotlib.font_manager
+report = {"before": before, "after": sorted(os.listdir(config)),
+          "writable": [os.access(path, os.W_OK) for path in glob.glob(config + "/fontlist-*")],
+          "fonts": len(matplotlib.font_manager.fontManager.ttflist)}
+try:
+    open(glob.glob(config + "/fontlist-*")[0], "a").write("poison")
+    report["poisoned"] = True
+except OSError as exc:
+    report["poisoned"] = exc.errno
+save("fonts.json", report)
+"""
+
+
+def test_kernels_read_the_hosts_font_list_and_cannot_change_it(
+    bwrap: str, make_notebook: Callable[..., Path], tmp_path: Path
+) -> None:
+    """matplotlib finds its font list ready (no scan of the fonts per submission), read-only."""
+    fonts = fontcache.font_list()
+    assert fonts is not None, "matplotlib is installed with deepgrade: its font list builds"
+    text = fonts.read_text()
+    result = _run(make_notebook, tmp_path, [FONTS])
+    assert result.verdict is Verdict.GRADED, result
+    report = _artifact(result, "fonts.json")
+    assert report["before"] == report["after"] == [fonts.name]  # nothing rebuilt or added
+    assert report["writable"] == [False] and report["poisoned"] == 30  # EROFS
+    assert report["fonts"] > 0 and fonts.read_text() == text
 
 
 GARBAGE = """

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from deepgrade import limits, sandbox
+from deepgrade import fontcache, limits, sandbox
 from deepgrade.errors import DeepgradeError, InputError, SandboxUnavailable
 from deepgrade.gpuslots import GpuSlot
 from deepgrade.results import ExecutionResult, Verdict
@@ -73,7 +73,7 @@ def kernel_env(home: str, gpu: GpuSlot | None = None) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "JUPYTER_PLATFORM_DIRS": "1",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+        "MPLCONFIGDIR": f"{home}/{fontcache.MPLCONFIG_IN_HOME}",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -143,6 +143,10 @@ def _sandbox_plan(job: _Job, notebook: Path, data: Sequence[Path], gpu: GpuSlot 
         sandbox.Mount(notebook.resolve(), submission),
         *(sandbox.Mount(path, f"{DATA_DIR}/{path.name}") for path in data),
     ]
+    fonts = fontcache.font_list()
+    if fonts is not None:  # read-only: a kernel reads matplotlib's font list, never writes it
+        home_config = f"{sandbox.SANDBOX_HOME}/{fontcache.MPLCONFIG_IN_HOME}"
+        mounts.append(sandbox.Mount(fonts, f"{home_config}/{fonts.name}"))
     tmpfs = [(ARTIFACT_DIR, job.cap_bytes)]
     devices: tuple[tuple[str, str], ...] = ()
     if gpu is not None:  # its GPU only: one node, the control nodes, its driver entries
@@ -207,9 +211,15 @@ def _unsafe_plan(
     for path in data:
         (root / "data" / path.name).symlink_to(path)
     artifacts, home = root / "artifacts", root / "home"
+    owned = [root, home, artifacts, root / "data"]
+    fonts = fontcache.font_list()
+    if fonts is not None:  # a copy: trusted notebooks, but each run keeps its own HOME
+        config = home / fontcache.MPLCONFIG_IN_HOME
+        config.mkdir(parents=True)
+        owned += [config.parent, config, Path(shutil.copy(fonts, config / fonts.name))]
     if run_as is not None:
         notebook = Path(shutil.copy(notebook, root / "submission.ipynb"))
-        for path in (root, home, artifacts, root / "data", notebook):
+        for path in (*owned, notebook):
             os.chown(path, run_as.uid, run_as.gid)
     job = replace(
         job,
