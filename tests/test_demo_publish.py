@@ -52,3 +52,32 @@ def test_the_demo_flags_a_sample_graded_otherwise_than_recorded() -> None:
     once = result(0.86, 17)
     assert expectation_problems(once, sample) == ["1 run(s), expected 3"]
     assert expectation_problems(once, dataclasses.replace(sample, expect_runs=1)) == []
+
+
+def test_a_borderline_sample_outside_its_band_on_this_cpu_runs_once() -> None:
+    """Calibrated in the band on one CPU family, a sample may land outside it on another: then
+    one run is right and only its `borderline_checks` follow the value; the rest still count."""
+    import dataclasses
+
+    from test_borderline import result
+
+    from deepgrade.demo import expectation_problems
+    from deepgrade.exercise import ProfileSpec
+    from deepgrade.samples import Sample
+
+    spec = ProfileSpec(
+        name="smoke", parameters={}, data="synth", cell_timeout_s=60, notebook_timeout_s=60,
+        memory_mb=1024, artifact_cap_mb=8, thresholds={"test_accuracy": 0.85},
+        borderline={"test_accuracy": 0.02},
+    )  # fmt: skip
+    sample = Sample(
+        "bo", "borderline", (), "graded", ("a::test_all",), expect_runs=3,
+        borderline_checks=("a::test_all",),
+    )  # fmt: skip
+    assert expectation_problems(result(0.90, 20), sample, spec) == []  # outside: once, passed
+    assert expectation_problems(result(0.70, 17), sample, spec) == []  # outside: once, failed
+    assert expectation_problems(result(0.86, 17), sample, spec) == ["1 run(s), expected 3"]
+    other = dataclasses.replace(sample, borderline_checks=())
+    assert expectation_problems(result(0.90, 20), other, spec) == [
+        "failed [], expected ['a::test_all']"
+    ]

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from deepgrade.demo import expectation_problems
 from deepgrade.exercise import load_exercise
+from deepgrade.profiles import keras_backend
 from deepgrade.project import Project
+from deepgrade.results import SubmissionResult
 from deepgrade.samples import apply_edits, load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,18 +105,18 @@ def test_reference_solution_gets_full_marks(graded: dict) -> None:
 def test_each_sample_loses_exactly_its_points(graded: dict) -> None:
     assert graded["samples"], "every exercise records flawed samples in samples.toml"
     full = graded["results"]["reference"]["max_points"]
+    spec = load_exercise(PROJECT.autograder, graded["exercise"]).profiles["smoke"]
+    spec = spec.for_backend(keras_backend())
     for name, sample in graded["samples"].items():
         result = graded["results"][name]
-        failed = sorted(c["check_id"] for c in result["checks"] if not c["passed"])
+        failed = [c for c in result["checks"] if not c["passed"]]
         lost = sum(c["max_points"] - c["points"] for c in result["checks"])
-        expected_lost = sum(
-            c["max_points"] for c in result["checks"] if c["check_id"] in sample.expect_failed
-        )
-        assert (name, result["verdict"]) == (name, sample.expect_verdict), result["detail"]
-        assert (name, len(result["reruns"]) or 1) == (name, sample.expect_runs)
-        assert (name, failed) == (name, sorted(sample.expect_failed))
+        # verdict, run count and failed checks as samples.toml records them (a borderline
+        # sample that landed outside its band on this CPU family: once, see expectation_problems)
+        problems = expectation_problems(SubmissionResult.from_json(result), sample, spec)
+        assert (name, problems) == (name, []), result["detail"]
         assert result["points"] == full - lost
-        assert lost == expected_lost > 0 or sample.expect_failed == ()
+        assert lost == sum(c["max_points"] for c in failed) > 0 or sample.expect_failed == ()
         for check in result["checks"]:
             if not check["passed"]:
                 assert check["message"], f"{name}: {check['check_id']} failed without a message"

@@ -10,10 +10,11 @@ by it; with several, by points.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from deepgrade.exercise import ProfileSpec
 from deepgrade.grade import GradeSettings
 from deepgrade.results import Rerun, SubmissionResult, Verdict
 from deepgrade.submissions import Submission
@@ -21,18 +22,22 @@ from deepgrade.submissions import Submission
 SEED_STEP = 1009  # other seeds: SEED + 1009, + 2018...: far from the seeds people try by hand
 
 
-def in_band(result: SubmissionResult, settings: GradeSettings) -> list[str]:
-    """The measurements of `result` within their margin of their threshold."""
-    if result.verdict is Verdict.GRADER_ERROR or result.reruns:
-        return []
-    spec = settings.profile.spec
+def within_margin(measurements: Mapping[str, float], spec: ProfileSpec) -> list[str]:
+    """The measurements within the profile's borderline margin of their threshold."""
     found = []
     for name, margin in spec.borderline.items():
-        value = result.measurements.get(name)
+        value = measurements.get(name)
         threshold = spec.thresholds.get(name)
         if value is not None and threshold is not None and abs(value - threshold) <= margin + 1e-9:
             found.append(name)
     return found
+
+
+def in_band(result: SubmissionResult, settings: GradeSettings) -> list[str]:
+    """The measurements of `result` within their margin of their threshold."""
+    if result.verdict is Verdict.GRADER_ERROR or result.reruns:
+        return []
+    return within_margin(result.measurements, settings.profile.spec)
 
 
 def other_seeds(seed: int, runs: int) -> list[int]:
