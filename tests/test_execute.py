@@ -464,3 +464,16 @@ def test_outcome_to_verdict(
     )
     assert found is expected
     assert detail
+
+
+def test_a_font_list_that_cannot_be_built_leaves_kernels_to_build_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "read-only-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("DEEPGRADE_CACHE", str(blocked / "cache"))  # mkdir fails: NotADirectory
+    fontcache.font_list.cache_clear()
+    try:
+        assert fontcache.font_list() is None
+    finally:
+        fontcache.font_list.cache_clear()

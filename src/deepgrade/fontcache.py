@@ -48,9 +48,9 @@ def font_list() -> Path | None:
     folder = cache_dir() / "matplotlib" / f"{version}-{_fonts_stamp()}"
     found = sorted(folder.glob("fontlist-v*.json"))
     if not found:
-        folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MPLCONFIGDIR": str(folder), "MPLBACKEND": "Agg"}
-        try:
+        try:  # a cache that cannot be written (a read-only HOME) only costs the scan
+            folder.mkdir(parents=True, exist_ok=True)
             subprocess.run(
                 [sys.executable, "-I", "-c", "import matplotlib.font_manager"],
                 env=env, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False,
