@@ -48,9 +48,11 @@ def test_the_feedback_page_renders_in_chromium(chromium: str, tmp_path: Path) ->
     ink = np.mean(pixels.mean(axis=2) < 0.5)  # dark pixels: text was drawn
     red = np.mean((pixels[..., 0] > 0.6) & (pixels[..., 1] < 0.3))  # the lost check's points
     assert 0.01 < ink < 0.5 and red > 0.0001
-    # matplotlib's second colour (#ff7f0e), the validation curve: the chart was drawn.
-    orange = np.all(np.abs(pixels - np.array([0xFF, 0x7F, 0x0E]) / 255) < 0.06, axis=2)
-    assert orange.mean() > 0.0002
+    # both curves of the SVG chart were drawn, in matplotlib's first two colours: training
+    # (#1f77b4) and validation (#ff7f0e, dashed), a few hundred pixels each with their dots
+    for colour in ([0x1F, 0x77, 0xB4], [0xFF, 0x7F, 0x0E]):
+        drawn = np.all(np.abs(pixels - np.array(colour) / 255) < 0.06, axis=2)
+        assert drawn.mean() > 0.0001, colour
 
 
 def test_the_class_report_draws_its_charts_in_chromium(chromium: str, tmp_path: Path) -> None:
