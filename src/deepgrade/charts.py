@@ -23,9 +23,20 @@ def png_data_uri(figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-# One learning-curve panel, in SVG user units (the page scales it down on a narrow screen).
-PANEL_WIDTH, PANEL_HEIGHT = 300, 210
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 48, 290, 26, 172
+@dataclass(frozen=True)
+class CurveFrame:
+    """A learning-curve panel's geometry in SVG user units (the page scales it down on a
+    narrow screen): one place for the layout here and the drawing in the template."""
+
+    width: int = 300
+    height: int = 210
+    left: int = 48  # the plot area, inside the axis labels
+    right: int = 290
+    top: int = 26
+    bottom: int = 172
+
+
+FRAME = CurveFrame()
 MAX_PANELS = 4
 MAX_MARKERS = 60  # epochs past this get a line without a dot per epoch
 
@@ -37,7 +48,6 @@ class CurveSeries:
     label: str
     points: str
     dots: tuple[tuple[float, float], ...]
-    dashed: bool
 
 
 @dataclass(frozen=True)
@@ -67,17 +77,16 @@ def _panel(metric: str, lines: Sequence[tuple[str, Sequence[float]]]) -> CurvePa
         pad = abs(high) * 0.1 or 0.5
         low, high = low - pad, high + pad
     epochs = max(len(series) for _, series in lines)
-    x = _scale(1, max(epochs, 2), PLOT_LEFT, PLOT_RIGHT)
-    y = _scale(low, high, PLOT_BOTTOM, PLOT_TOP)
+    x = _scale(1, max(epochs, 2), FRAME.left, FRAME.right)
+    y = _scale(low, high, FRAME.bottom, FRAME.top)
     series = []
-    for index, (label, data) in enumerate(lines):
+    for label, data in lines:
         coords = [(x(epoch), y(value)) for epoch, value in enumerate(data, start=1)]
         series.append(
             CurveSeries(
                 label=label,
                 points=" ".join(f"{cx:g},{cy:g}" for cx, cy in coords),
                 dots=tuple(coords) if len(coords) <= MAX_MARKERS else (),
-                dashed=index > 0,
             )
         )
     middle = (low + high) / 2

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepgrade.charts import confusion_table, learning_curves
+from deepgrade.charts import FRAME, confusion_table, learning_curves
 from deepgrade.export import Graded
 from deepgrade.profiles import keras_backend
 from deepgrade.redact import Secrets, withhold
@@ -107,6 +107,7 @@ def page_context(
         "rerun_names": sorted({name for run in result.reruns for name in run.measurements}),
         "confusion": None if result.confusion is None else confusion_table(*result.confusion),
         "curves": [(name, learning_curves(h)) for name, h in sorted(result.histories.items())],
+        "frame": FRAME,
     }
 
 
