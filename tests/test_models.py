@@ -279,6 +279,53 @@ def test_ensure_smoke_trains_once_and_caches(
     assert seen[-1] == (32, 16, 2)
 
 
+@pytest.mark.parametrize(
+    "name", sorted(n for n, m in models.MODELS.items() if "smoke" in m.RECIPES)
+)
+def test_every_smoke_recipe_ships_its_trained_file(name: str) -> None:
+    """A recipe changed without `scripts/ship-smoke-models` would train on each host, where
+    another CPU family trains another model (the reason the files are shipped): caught here."""
+    found = models.shipped(name)
+    assert found is not None, f"run scripts/ship-smoke-models {name} and recalibrate"
+    path, info = found
+    artifacts.validate_model_file(path)  # loads in the grader's safe mode
+    assert info["model"] == name and info["profile"] == "smoke" and 0 < info["accuracy"] <= 1
+
+
+def test_ensure_smoke_copies_the_shipped_file_and_never_trains(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_training(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("trained although a current file is shipped")
+
+    monkeypatch.setattr(resnet1, "train", no_training)
+    path = models.ensure("resnet1", "smoke", tmp_path)
+    assert path == tmp_path / "models" / "resnet1" / "smoke" / "resnet1.keras"
+    shipped_path, info = models.shipped("resnet1")  # type: ignore[misc]
+    assert path.read_bytes() == shipped_path.read_bytes()
+    recipe = json.loads((path.parent / "RECIPE.json").read_text())
+    assert recipe["accuracy"] == info["accuracy"] and recipe["epochs"] == resnet1.SMOKE.epochs
+    mtime = path.stat().st_mtime_ns
+    assert models.ensure("resnet1", "smoke", tmp_path) == path
+    assert path.stat().st_mtime_ns == mtime  # copied once, then the cache entry is reused
+
+
+def test_a_shipped_file_unlike_its_record_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A shipped file whose bytes are not the ones its .json records (a half-pulled LFS
+    pointer, an edit) is not mounted: the model is trained as when none is shipped."""
+    shipped_path, _ = models.shipped("resnet1")  # type: ignore[misc]
+    fake = tmp_path / "shipped"
+    fake.mkdir()
+    (fake / "resnet1.json").write_bytes(shipped_path.with_suffix(".json").read_bytes())
+    (fake / "resnet1.keras").write_bytes(shipped_path.read_bytes()[:-1] + b"x")
+    monkeypatch.setattr(models, "SHIPPED", fake)
+    assert models.shipped("resnet1") is None
+    (fake / "resnet1.keras").unlink()
+    assert models.shipped("resnet1") is None
+
+
 def test_smoke_sizes_match_the_tta_spec() -> None:
     """The smoke model trains on the same look-alike the TTA exercise's smoke profile mounts."""
     spec = REPO / "autograder" / "tta_resnet1" / "spec.toml"

@@ -38,7 +38,7 @@ COURSE_ACCURACY = 0.9143  # the author's test accuracy after 200 epochs
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one profile's file is trained; recorded in RECIPE.json, a change retrains smoke."""
+    """How one profile's file is trained; recorded in RECIPE.json (smoke: shipped, see models)."""
 
     epochs: int
     seed: int
@@ -58,6 +58,7 @@ class Recipe:
 # The TTA exercise's smoke look-alike (autograder/tta_resnet1/spec.toml, data_sizes); a test
 # keeps them equal. Measured (seed 0, look-alike recipe 1): test accuracy 0.71 after 4 epochs
 # (chance 0.10), 104 s of CPU time: about a minute on an idle 2-core CPU (177 s wall at load 7).
+# Shipped trained (deepgrade.models.SHIPPED): another CPU family trains another model.
 SMOKE = Recipe(
     epochs=4, seed=0, batch_size=32, data="synth", sizes=(("n_train", 5000), ("n_test", 1000))
 )
