@@ -103,14 +103,24 @@ def test_changing_one_check_regrades_exactly_that_exercise(
 def test_regrade_borderline_runs_the_band_again_and_the_median_decides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bwrap: object
 ) -> None:
-    """signs_cnn's borderline_training sample, with the re-runs left to `regrade --borderline`."""
+    """signs_cnn's borderline_training sample, with the re-runs left to `regrade --borderline`.
+
+    Its four epochs land at 0.858 on one CPU family and 0.900 on another, so the band is widened
+    to 0.15 here: the sample is in it on any CPU, and what is tested is the re-run, not where
+    one CPU's training lands (the band's width is tested in test_borderline)."""
     pytest.importorskip("keras")
     from deepgrade.samples import apply_edits, load_samples
 
     course = course_copy(tmp_path, ("signs_cnn",))
     spec = course / "autograder" / "signs_cnn" / "spec.toml"
-    assert "borderline_auto = true" in spec.read_text()
-    spec.write_text(spec.read_text().replace("borderline_auto = true", "borderline_auto = false"))
+    text = spec.read_text()
+    for old, new in (
+        ("borderline_auto = true", "borderline_auto = false"),
+        ("borderline = { test_accuracy = 0.02 }", "borderline = { test_accuracy = 0.15 }"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    spec.write_text(text)
     (sample,) = [s for s in load_samples(spec.parent) if s.name == "borderline_training"]
     folder = tmp_path / "subs"
     apply_edits(course / "solutions" / "signs_cnn" / "signs_cnn.ipynb", sample, folder / "bo.ipynb")
@@ -119,7 +129,7 @@ def test_regrade_borderline_runs_the_band_again_and_the_median_decides(
     assert code == 0, said
     with Gradebook(tmp_path / "gb.db") as book:
         ((first, _),) = book.latest()
-    assert not first.reruns and 0.83 <= first.measurements["test_accuracy"] <= 0.87
+    assert not first.reruns and 0.70 <= first.measurements["test_accuracy"] <= 1.0
 
     code, said = run(capsys, course, "regrade", "--borderline", "--exercise", "signs_cnn", *common)
     assert code == 0 and "1 result(s) of signs_cnn (smoke) in the borderline band" in said
