@@ -125,7 +125,9 @@ SPEC_KEYS: tuple[SpecKey, ...] = (
         TOP,
         False,
         "[]",
-        "trained models the notebook reads, mounted beside the data",
+        "trained models the notebook reads, mounted beside the data (smoke: the file shipped in "
+        "`src/deepgrade/models/shipped/`, the same on every host; full: imported by the "
+        "instructor)",
         'models = ["resnet1"]',
     ),
     SpecKey(
