@@ -326,6 +326,32 @@ def test_a_shipped_file_unlike_its_record_is_not_used(
     assert models.shipped("resnet1") is None
 
 
+def test_ship_trains_afresh_and_records_what_ensure_then_copies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """scripts/ship-smoke-models: trained in a cache of its own (never the cached file), the
+    record carries the sha256 shipped() checks, and ensure() then copies it, untrained."""
+    import keras
+
+    monkeypatch.setitem(resnet1.RECIPES, "smoke", TINY)
+    monkeypatch.setattr(models, "SHIPPED", tmp_path / "shipped")
+    trained: list[int] = []
+
+    def fake_train(x_train: Any, y_train: Any, x_test: Any, y_test: Any, **kw: Any) -> Any:
+        trained.append(kw["epochs"])
+        model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten()])
+        return resnet1.Trained(model=model, accuracy=0.25, seconds=0.5, epochs=kw["epochs"])
+
+    monkeypatch.setattr(resnet1, "train", fake_train)
+    target = models.ship("resnet1")
+    assert target == tmp_path / "shipped" / "resnet1.keras" and trained == [TINY.epochs]
+    record = json.loads(target.with_suffix(".json").read_text())
+    assert record["accuracy"] == 0.25 and record["trained_on"]
+    assert models.shipped("resnet1") == (target, record)
+    path = models.ensure("resnet1", "smoke", tmp_path / "cache")
+    assert path.read_bytes() == target.read_bytes() and trained == [TINY.epochs]
+
+
 def test_smoke_sizes_match_the_tta_spec() -> None:
     """The smoke model trains on the same look-alike the TTA exercise's smoke profile mounts."""
     spec = REPO / "autograder" / "tta_resnet1" / "spec.toml"

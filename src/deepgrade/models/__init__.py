@@ -138,19 +138,22 @@ def shipped(name: str) -> tuple[Path, dict[str, Any]] | None:
     return path, info
 
 
-def ship(name: str, cache: Path) -> Path:
+def ship(name: str) -> Path:
     """Train model `name` with today's smoke recipe and store it in the package (SHIPPED).
 
     For maintainers (`scripts/ship-smoke-models`) after a recipe change: the file and its record,
     with its sha256 and the CPU that trained it, are then committed and recalibrated against.
+    It trains in a cache of its own, so nothing cached or shipped before is reused.
     """
     import platform
+    import tempfile
 
-    trained = train(name, "smoke", cache, seed=get(name).RECIPES["smoke"].seed)
-    info = json.loads((trained.parent / RECIPE).read_text(encoding="utf-8"))
-    SHIPPED.mkdir(exist_ok=True)
-    target = SHIPPED / trained.name
-    shutil.copyfile(trained, target)
+    with tempfile.TemporaryDirectory(prefix="deepgrade-ship-") as cache:
+        trained = train(name, "smoke", Path(cache))
+        info = json.loads((trained.parent / RECIPE).read_text(encoding="utf-8"))
+        SHIPPED.mkdir(exist_ok=True)
+        target = SHIPPED / trained.name
+        shutil.copyfile(trained, target)
     info.update(sha256=_cache.sha256(target), trained_on=_cpu_model() or platform.machine())
     target.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return target
