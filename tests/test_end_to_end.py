@@ -38,7 +38,7 @@ def deepgrade(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         env=env,
-        # Only for a hung grader: fashion_vgg's batch of eight VGGs took 19 min on a slow CI host.
+        # Only for a hung grader: fashion_vgg's eight VGGs took 19-22 min on the slowest CI host.
         timeout=2700,
     )
 
