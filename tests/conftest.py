@@ -15,6 +15,22 @@ from deepgrade.sandbox import Bwrap
 DEFAULT_PARAMETERS = 'DATA_DIR = "."\nARTIFACT_DIR = "artifacts"\nEPOCHS = 1\nSEED = 0\n'
 
 
+# The modules whose tests execute notebooks (a `slow` mark) run after every quick module, and the
+# whole-grader batches of test_end_to_end.py last: a failure in the quick tests shows within
+# minutes, and .ci/run grades on the other backends beside the quick part (one core each).
+LAST_MODULE = "test_end_to_end.py"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the items by their fixtures
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        return 2 if item.path.name == LAST_MODULE else int(item.path in slow_modules)
+
+    items.sort(key=rank)  # stable: each module keeps its own order and stays in one piece
+
+
 @pytest.fixture
 def make_notebook(tmp_path: Path) -> Callable[..., Path]:
     """Write a notebook: a `parameters` cell, then one code cell per source string."""
