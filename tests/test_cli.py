@@ -151,3 +151,26 @@ def test_check_solutions_grades_on_the_gpus_asked_for(
     )
     assert code == 2 and "which the NVIDIA driver does not list" in err
     assert asked == [(batch.GpuRequest(("GPU-x",)), 1)] and "grading" not in out
+
+
+@pytest.mark.parametrize(
+    "command", [("check-solutions", "--exercise", "signs_cnn"), ("mutate", "signs_cnn")]
+)
+def test_cell_timeout_reaches_the_batch_settings(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check-solutions and mutate take --cell-timeout as grade does (CI grades beside pytest)."""
+    from deepgrade import batch
+    from deepgrade.errors import DeepgradeError
+
+    asked = []
+
+    def stop(*args: object, **kwargs: object) -> None:
+        asked.append(args[5] if len(args) > 5 else kwargs.get("cell_timeout_s"))
+        raise DeepgradeError("stopped before grading")
+
+    monkeypatch.setattr(batch, "batch_settings", stop)
+    code, _, err = run(capsys, *command, "--unsafe", "--cell-timeout", "600")
+    assert code != 0 and "stopped before grading" in err
+    code, _, err = run(capsys, *command, "--unsafe")
+    assert asked == [600, None]

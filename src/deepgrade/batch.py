@@ -423,9 +423,11 @@ def check_solutions(
     allow_unlimited: bool = False,
     look_alike: bool = False,
     gpus: GpuRequest | None = None,
+    cell_timeout_s: int | None = None,
 ) -> int:
     """Grade every reference solution through the same grader; all must score full marks,
     on `gpus` when given (as `grade --gpus`: a full profile's solutions on a GPU runner).
+    `cell_timeout_s` overrides the profile's cell limit (a host known to be busy).
     `look_alike`: a real-data profile runs on the synthetic look-alike at real sizes, kept
     apart (its own folder and gradebook) and named so in the title."""
     console = Console()
@@ -440,6 +442,7 @@ def check_solutions(
             profile,
             work / "runs",
             unsafe,
+            cell_timeout_s,
             allow_unlimited=allow_unlimited,
             gpus=bool(gpus and gpus.ids),
             look_alike=look_alike,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_GRADER_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 UNLIMITED_HELP = "grade even where memory/process limits cannot be enforced (results marked)"
+CELL_TIMEOUT_HELP = "seconds per cell (default: the spec's)"
 EXPORT_DEFAULT_OUT = {
     "csv": "grades.csv",
     "gradescope": "gradescope",
@@ -325,6 +326,7 @@ def cmd_check_solutions(args: argparse.Namespace) -> int:
         allow_unlimited=args.allow_unlimited,
         look_alike=args.look_alike,
         gpus=GpuRequest.parse(args.gpus),
+        cell_timeout_s=args.cell_timeout,
     )
 
 
@@ -353,6 +355,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         unsafe=args.unsafe,
         allow_unlimited=args.allow_unlimited,
         workdir=Path(args.workdir) if args.workdir else None,
+        cell_timeout_s=args.cell_timeout,
         console=console,
     )
     if args.json:
@@ -511,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--json", action="store_true", help='JSON lines, already graded ones "cached": true'
     )
-    grade.add_argument("--cell-timeout", type=int, help="seconds per cell (default: the spec's)")
+    grade.add_argument("--cell-timeout", type=int, help=CELL_TIMEOUT_HELP)
     grade.add_argument("--workdir", help="runs and artifacts (default: .deepgrade/runs)")
     grade.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     grade.add_argument(
@@ -622,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
     chk.add_argument("--look-alike", action="store_true", help=LOOK_ALIKE_HELP)
     chk.add_argument("--gpus", help="GPUs to grade on, as for grade (e.g. 0)")
+    chk.add_argument("--cell-timeout", type=int, help=CELL_TIMEOUT_HELP)
     chk.set_defaults(func=cmd_check_solutions)
 
     mut = sub.add_parser("mutate", help="grade small mutations of the reference solution")
@@ -638,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument("--write", action="store_true", help="record the table in the README")
     mut.add_argument("--unsafe", action="store_true", help="no sandbox (trusted machine only)")
     mut.add_argument("--allow-unlimited", action="store_true", help=UNLIMITED_HELP)
+    mut.add_argument("--cell-timeout", type=int, help=CELL_TIMEOUT_HELP)
     mut.set_defaults(func=cmd_mutate)
 
     demo = sub.add_parser("demo", help="everything end to end on synthetic data")

@@ -445,13 +445,15 @@ def run_mutations(
     unsafe: bool = False,
     allow_unlimited: bool = False,
     workdir: Path | None = None,
+    cell_timeout_s: int | None = None,
     console: Console,
 ) -> MutationReport:
     """Make the exercise's mutants, grade them and the reference in one batch, report.
 
     Grading goes through batch.py exactly as `grade` does, into a gradebook of its own under
     `workdir` (default .deepgrade/mutate/<exercise>/; an earlier run's mutants, runs and
-    gradebook there are removed first): the class gradebook never sees a mutant."""
+    gradebook there are removed first): the class gradebook never sees a mutant.
+    `cell_timeout_s` overrides the profile's cell limit (a host known to be busy)."""
     from deepgrade.batch import batch_settings, run_with_progress
     from deepgrade.gradebook import Gradebook
     from deepgrade.submissions import Submission
@@ -462,7 +464,13 @@ def run_mutations(
             shutil.rmtree(old)
     (work / "gradebook.db").unlink(missing_ok=True)
     settings = batch_settings(
-        project, exercise, profile, work / "runs", unsafe, allow_unlimited=allow_unlimited
+        project,
+        exercise,
+        profile,
+        work / "runs",
+        unsafe,
+        cell_timeout_s,
+        allow_unlimited=allow_unlimited,
     )
     spec = settings.spec
     solution = project.solutions / spec.name / spec.notebook
