@@ -17,7 +17,7 @@ DEFAULT_PARAMETERS = 'DATA_DIR = "."\nARTIFACT_DIR = "artifacts"\nEPOCHS = 1\nSE
 
 # The modules whose tests execute notebooks (a `slow` mark) run after every quick module, and the
 # whole-grader batches of test_end_to_end.py last: a failure in the quick tests shows within
-# minutes, and .ci/run grades on the other backends beside the quick part (one core each).
+# minutes, and .ci/run grades its own steps beside the quick part (one core each).
 LAST_MODULE = "test_end_to_end.py"
 
 
