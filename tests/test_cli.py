@@ -173,4 +173,5 @@ def test_cell_timeout_reaches_the_batch_settings(
     code, _, err = run(capsys, *command, "--unsafe", "--cell-timeout", "600")
     assert code != 0 and "stopped before grading" in err
     code, _, err = run(capsys, *command, "--unsafe")
+    assert code != 0 and "stopped before grading" in err
     assert asked == [600, None]
