@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 
+from deepgrade.checks.warm import CheckServers
 from deepgrade.sandbox import Bwrap
 
 DEFAULT_PARAMETERS = 'DATA_DIR = "."\nARTIFACT_DIR = "artifacts"\nEPOCHS = 1\nSEED = 0\n'
@@ -73,6 +74,16 @@ def sandbox_tool() -> Bwrap:
 def bwrap(sandbox_tool: Bwrap) -> Bwrap:
     """The working bwrap; skips where there is none, fails in CI (see above)."""
     return sandbox_tool
+
+
+@pytest.fixture(scope="module")
+def warm_checks() -> Iterator[CheckServers]:
+    """The warm check servers `deepgrade grade` checks a batch with, shared by one module's
+    tests: each check run forks a server that imported Keras and the checks once, instead of
+    starting an interpreter of its own (about 7 s a run on a 2-core CPU).
+    tests/test_warm_checks.py proves that a warm report equals a cold one."""
+    with CheckServers() as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deepgrade.checks.runner import run_checks
+from deepgrade.checks.warm import CheckServers
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import resolve_profile
@@ -189,7 +189,9 @@ def spec() -> ExerciseSpec:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec, warm_checks: CheckServers
+) -> dict[str, Any]:
     """The grader's data and three submissions' artifacts: right, wrong, nothing saved."""
     import keras
 
@@ -233,6 +235,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "wrong": wrong,
         "empty": empty,
         "root": root,
+        "checks": warm_checks,  # run_checks' contract, on a warm server (tests/conftest.py)
         "steps": len(x) // 100 * epochs,
     }
 
@@ -240,7 +243,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
 def grade(world: dict[str, Any], spec: ExerciseSpec, name: str, *, unsafe: bool) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
     profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
-    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
+    return world["checks"].run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def messages(report: CheckReport) -> dict[str, str]:

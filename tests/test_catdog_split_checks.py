@@ -26,7 +26,7 @@ import pytest
 
 from deepgrade import notebooks
 from deepgrade.checks import optimizer_steps
-from deepgrade.checks.runner import run_checks
+from deepgrade.checks.warm import CheckServers
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import resolve_profile
@@ -126,7 +126,9 @@ def spec() -> ExerciseSpec:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec, warm_checks: CheckServers
+) -> dict[str, Any]:
     """The grader's data and three submissions' artifacts: right, wrong, broken."""
     import keras
 
@@ -257,13 +259,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "wrong": wrong,
         "broken": broken,
         "root": root,
+        "checks": warm_checks,  # run_checks' contract, on a warm server (tests/conftest.py)
     }
 
 
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, *, unsafe: bool) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
     profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
-    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
+    return world["checks"].run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def messages(report: CheckReport) -> dict[str, str]:
@@ -398,7 +401,7 @@ def test_settings_cnn1_fixes_are_checked(
     model.optimizer.iterations.assign(steps)
     model.save(folder / "model.keras")
     profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
-    report = run_checks(
+    report = world["checks"].run_checks(
         spec, profile, folder, workdir=world["root"] / f"work-{variant}", unsafe=True
     )
     assert report.error is None, report.error

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deepgrade.checks.runner import run_checks
+from deepgrade.checks.warm import CheckServers
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
 from deepgrade.profiles import resolve_profile
@@ -162,7 +162,9 @@ def spec() -> ExerciseSpec:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec, warm_checks: CheckServers
+) -> dict[str, Any]:
     """The grader's data and three submissions' artifacts: right, wrong, refused."""
     import keras
     from keras import layers
@@ -263,6 +265,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "refused": refused,
         "retrained": retrained,
         "root": root,
+        "checks": warm_checks,  # run_checks' contract, on a warm server (tests/conftest.py)
         "rare_share": float(np.mean(predicted == rare)),
         "share": share,
     }
@@ -271,7 +274,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, *, unsafe: bool) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
     profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
-    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
+    return world["checks"].run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def messages(report: CheckReport) -> dict[str, str]:

@@ -400,6 +400,9 @@ def test_exports_withhold_what_an_old_gradebook_leaked(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- a real exercise, end to end
 
 AFTER = "plot_activations"  # the last cell of signs_cnn's solution
+# The attacks are after the hidden values, not the accuracy: one epoch (the reference trains all
+# of them and keeps every point), and the accuracy checks' messages are scanned for leaks too.
+ONE_EPOCH = Edit(cell="train", find="epochs=EPOCHS", replace="epochs=1")
 SIGNS_ATTACKS = {
     # The attack as reported: any cell mentioning HIDDEN raises with its own source.
     "transformer_source": """
@@ -472,14 +475,14 @@ def test_hostile_signs_submissions_leak_nothing(
     folder.mkdir()
     shutil.copy(solution, folder / "reference.ipynb")
     for name, cell in SIGNS_ATTACKS.items():
-        sample = Sample(name, name, (Edit(cell=AFTER, insert=cell),), "", ())
+        sample = Sample(name, name, (Edit(cell=AFTER, insert=cell), ONE_EPOCH), "", ())
         apply_edits(solution, sample, folder / f"{name}.ipynb")
     cache = os.environ.get("DEEPGRADE_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
     env = dict(os.environ, DEEPGRADE_CACHE=cache)
     book = str(tmp_path / "gb.db")
     common = ["--exercise", "signs_cnn", "--profile", "smoke", "--gradebook", book]
     done = _deepgrade(
-        "grade", str(folder), *common, "--workers", "1", "--json",
+        "grade", str(folder), *common, "--workers", "2", "--json",
         "--workdir", str(tmp_path / "runs"), env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

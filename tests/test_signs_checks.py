@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deepgrade.checks.runner import run_checks
+from deepgrade.checks.warm import CheckServers
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.profiles import resolve_profile
 from deepgrade.results import CheckReport
@@ -133,7 +133,9 @@ def spec() -> ExerciseSpec:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec, warm_checks: CheckServers
+) -> dict[str, Any]:
     """The grader's data and three submissions' artifacts: right, wrong, refused."""
     import h5py
     import keras
@@ -251,6 +253,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
         "wrong": wrong,
         "refused": refused,
         "root": root,
+        "checks": warm_checks,  # run_checks' contract, on a warm server (tests/conftest.py)
         "rarest_share": float(np.mean(predicted == rarest)),
     }
 
@@ -260,7 +263,7 @@ def grade(
 ) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{tag or unsafe}"
     profile = resolve_profile(spec, "smoke", data_files=world["data"], model_files=())
-    return run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
+    return world["checks"].run_checks(spec, profile, world[name], workdir=workdir, unsafe=unsafe)
 
 
 def outcome(report: CheckReport) -> dict[str, bool]:

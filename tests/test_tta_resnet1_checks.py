@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from deepgrade import notebooks
-from deepgrade.checks.runner import run_checks
+from deepgrade.checks.warm import CheckServers
 from deepgrade.datasets import cifar10
 from deepgrade.exercise import ExerciseSpec, load_spec
 from deepgrade.grade import gradetime_sources
@@ -189,7 +189,9 @@ def spec() -> ExerciseSpec:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[str, Any]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec, warm_checks: CheckServers
+) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tta")
     data = root / "data"
     images, model = write_data(data)
@@ -203,6 +205,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, spec: ExerciseSpec) -> dict[
     return {
         "usage": usage,
         "root": root,
+        "checks": warm_checks,  # run_checks' contract, on a warm server (tests/conftest.py)
         "data": [data / "test_batch", data / "batches.meta", data / "resnet1.keras"],
         "data_dir": data,
         "model": model,
@@ -250,7 +253,7 @@ def smoke(spec: ExerciseSpec, world: dict[str, Any]) -> GradingProfile:
 
 def grade(spec: ExerciseSpec, world: dict[str, Any], name: str, unsafe: bool = True) -> CheckReport:
     workdir = world["root"] / f"work-{name}-{unsafe}"
-    return run_checks(
+    return world["checks"].run_checks(
         spec,
         smoke(spec, world),
         world[name],
@@ -412,13 +415,13 @@ def test_a_cheap_wrong_round_never_sets_the_cost(
         np.save(out / f"hidden_tta_{number}.npy", np.full((N_TEST, 10), 0.1))
     usage = {name: dict(entry) for name, entry in world["usage"]["good"].items()}
     usage["tta_1"]["cpu_s"] = 1000.0
-    report = run_checks(
+    report = world["checks"].run_checks(
         spec, smoke(spec, world), out, workdir=tmp_path / "work", unsafe=True,
         stage1_usage=usage,
     )  # fmt: skip
     assert sorted(failed(report)) == ["test_tta::test_tta_cost"]
     # The same run with honest later calls: their cost counts, and it passes.
-    report = run_checks(
+    report = world["checks"].run_checks(
         spec, smoke(spec, world), world["good"], workdir=tmp_path / "work2", unsafe=True,
         stage1_usage=usage,
     )  # fmt: skip
@@ -430,7 +433,7 @@ def test_calls_the_runner_did_not_measure_fail_closed(
 ) -> None:
     """Without the runner's measurement (a cell that timed out, a name measured twice) the
     images of a call are unknown: the TTA checks fail closed, naming no hidden value."""
-    report = run_checks(
+    report = world["checks"].run_checks(
         spec, smoke(spec, world), world["good"], workdir=tmp_path / "work", unsafe=True,
         stage1_usage={},
     )  # fmt: skip
