@@ -409,7 +409,7 @@ def test_a_real_mutant_is_graded_and_killed(
     back wrong, and the reference keeps full marks (two notebooks graded in the sandbox)."""
     code = main(
         ["--root", str(ROOT), "mutate", "catdog_split", "--only", "classify_file",
-         "--limit", "1", "--json", "--workdir", str(tmp_path)]
+         "--limit", "1", "--workers", "2", "--json", "--workdir", str(tmp_path)]
     )  # fmt: skip
     data = json.loads(capsys.readouterr().out)
     assert data["subset"] is True and data["reference"]["points"] == data["reference"]["max_points"]
