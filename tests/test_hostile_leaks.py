@@ -400,8 +400,8 @@ def test_exports_withhold_what_an_old_gradebook_leaked(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- a real exercise, end to end
 
 AFTER = "plot_activations"  # the last cell of signs_cnn's solution
-# The attacks are after the hidden values, not the accuracy: one epoch (the reference trains all
-# of them and keeps every point), and the accuracy checks' messages are scanned for leaks too.
+# The attacks are after the hidden values, not the accuracy: they train one epoch (the reference
+# trains its EPOCHS and keeps every point), so the accuracy checks' messages are scanned too.
 ONE_EPOCH = Edit(cell="train", find="epochs=EPOCHS", replace="epochs=1")
 SIGNS_ATTACKS = {
     # The attack as reported: any cell mentioning HIDDEN raises with its own source.
