@@ -132,6 +132,22 @@ def test_os_exit_kills_the_kernel(
     assert _artifact(result, "early.json") == 1  # what was saved before still counts
 
 
+def test_the_kernel_is_killed_after_the_last_cell_not_asked_to_exit(
+    bwrap: str, make_notebook: Callable[..., Path], tmp_path: Path
+) -> None:
+    """An interpreter holding TensorFlow spends about 2 CPU-seconds tearing itself down, so the
+    kernel is killed once the last cell has replied: nothing of the student's runs after it
+    (an atexit hook never writes), and what the cells saved is all there."""
+    result = _run(
+        make_notebook,
+        tmp_path,
+        ["import atexit\natexit.register(save, 'at_exit.json', 'too late')\nsave('last.json', 1)"],
+    )
+    assert result.verdict is Verdict.GRADED, result
+    assert _artifact(result, "last.json") == 1
+    assert not (result.artifacts_dir / "at_exit.json").exists()
+
+
 def test_an_endless_cell_times_out_and_later_cells_run(
     bwrap: str, make_notebook: Callable[..., Path], tmp_path: Path
 ) -> None:
