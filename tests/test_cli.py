@@ -175,3 +175,24 @@ def test_cell_timeout_reaches_the_batch_settings(
     code, _, err = run(capsys, *command, "--unsafe")
     assert code != 0 and "stopped before grading" in err
     assert asked == [600, None]
+
+
+def test_grade_takes_a_workdir_relative_to_where_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--workdir runs` names ./runs: the check server's sandbox binds files from it, and
+    bubblewrap, started elsewhere, once could not find them (every submission a grader error)."""
+    import json
+
+    from deepgrade import tinycourse
+
+    course = tinycourse.write_course(tmp_path / "course")
+    tinycourse.write_submissions(tmp_path / "subs", ["ana", "bo"])
+    monkeypatch.chdir(tmp_path)
+    code = main(["--root", str(course), "grade", "subs", "--exercise", tinycourse.EXERCISE,
+                 "--gradebook", "gb.db", "--workdir", "runs", "--json"])  # fmt: skip
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert [(r["student"], r["verdict"]) for r in results] == [("ana", "graded"), ("bo", "graded")]
+    assert all(r["points"] == r["max_points"] > 0 for r in results)
+    assert (tmp_path / "runs").is_dir()

@@ -78,7 +78,7 @@ def batch_settings(
         profile=resolve_profile(spec, profile, overrides, look_alike=look_alike),
         release_notebook=release_notebook,
         grader_version=grader_version(spec.directory, release_notebook),
-        workdir=workdir,
+        workdir=workdir.resolve(),  # bound into sandboxes, whose working folder is not ours
         unsafe=unsafe,
         cell_timeout_s=cell_timeout_s,
         unlimited=unlimited,
