@@ -3,6 +3,7 @@ student's self-check (`validate`)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -182,8 +183,6 @@ def test_grade_takes_a_workdir_relative_to_where_it_runs(
 ) -> None:
     """`--workdir runs` names ./runs: the check server's sandbox binds files from it, and
     bubblewrap, started elsewhere, once could not find them (every submission a grader error)."""
-    import json
-
     from deepgrade import tinycourse
 
     course = tinycourse.write_course(tmp_path / "course")

@@ -617,10 +617,9 @@ def _execute(args: argparse.Namespace, run: Run, usage: CellUsage) -> None:
             coalesce_streams=True,  # progress bars (\r, \b) stay short in the feedback
             interrupt_on_timeout=True,
             error_on_timeout=timeout_reply,
-            # Killed, not asked to exit, after the last cell: an interpreter holding TensorFlow
-            # spends about 2 CPU-seconds tearing itself down (bench/README.md), and nothing it
-            # could still write would be graded (the artifacts were frozen at the grader's
-            # cells, and the runner kills every process before it packs them anyway).
+            # Killed, not asked to exit, once the last cell has replied: an interpreter holding
+            # TensorFlow spends about 2 CPU-seconds tearing itself down (bench/README.md), and
+            # what the notebook does after its last cell (atexit hooks) is not part of the run.
             shutdown_kernel="immediate",
             on_notebook_start=run.on_notebook_start,
             on_cell_execute=_both(run.on_cell_execute, usage.start),
